@@ -1,0 +1,75 @@
+"""Weight initializers: ``init(shape, rng, dtype)`` draws an array of ``shape = (fan_in, fan_out)``.
+
+Randomness comes only from the ``numpy.random.Generator`` passed in: no global state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Initializer:
+    """Base class: subclasses implement ``draw(fan_in, fan_out, shape, rng)``."""
+
+    def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float64):
+        fan_in, fan_out = shape[0], shape[-1]
+        return np.asarray(self.draw(fan_in, fan_out, shape, rng), dtype=dtype)
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        raise NotImplementedError
+
+
+class Uniform01(Initializer):
+    """U[0, 1): the tutorial's ``np.random.rand``."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        return rng.random(shape)
+
+
+class Normal(Initializer):
+    """N(mean, std**2)."""
+
+    def __init__(self, mean: float = 0.0, std: float = 0.01) -> None:
+        if not std >= 0:
+            raise ValueError(f"std must be >= 0, got {std}")
+        self.mean, self.std = mean, std
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        return rng.normal(self.mean, self.std, shape)
+
+
+class Zeros(Initializer):
+    """All zeros (biases; never for weights of hidden layers: every unit would stay equal)."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        return np.zeros(shape)
+
+
+class GlorotUniform(Initializer):
+    """U[-a, a], a = sqrt(6 / (fan_in + fan_out)). Glorot & Bengio (2010)."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        return rng.uniform(-limit, limit, shape)
+
+
+class GlorotNormal(Initializer):
+    """N(0, 2 / (fan_in + fan_out)). Glorot & Bengio (2010)."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        return rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), shape)
+
+
+class HeUniform(Initializer):
+    """U[-a, a], a = sqrt(6 / fan_in). He et al. (2015), for ReLU layers."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        limit = np.sqrt(6.0 / fan_in)
+        return rng.uniform(-limit, limit, shape)
+
+
+class HeNormal(Initializer):
+    """N(0, 2 / fan_in). He et al. (2015), for ReLU layers."""
+
+    def draw(self, fan_in, fan_out, shape, rng):
+        return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)

@@ -1,0 +1,52 @@
+"""The contract every layer and activation keeps.
+
+A module maps a batch ``x`` of shape (n, in_features) to (n, out_features) in ``forward`` and,
+in ``backward``, turns dL/d(output) into dL/d(input) (a vector-Jacobian product), filling
+``grads`` on the way. ``params`` and ``grads`` have the same keys; the optimizer sees only
+those two mappings. Gradients are written *in place* (``self.grads["W"][...] = ...``)
+because the network keeps every parameter and gradient in one flat buffer (see network.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Module:
+    """Base class of layers and activations."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+
+    def build(self, in_features: int, rng: np.random.Generator, dtype: np.dtype) -> int:
+        """Create parameters for inputs of ``in_features``; return the output feature count.
+
+        Modules without parameters keep the size they are given.
+        """
+        return in_features
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """y = f(x); cache whatever backward needs."""
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        """dL/dx from dL/dy = ``grad``; also fills ``self.grads``."""
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> Module:
+        """Switch training behaviour (dropout) on or off."""
+        self.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def config(self) -> dict:
+        """Constructor arguments that rebuild this module (for checkpoints and model export)."""
+        return dict(getattr(self, "_config", {}))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,231 @@
+"""Optimizers: ``step(params, grads)`` updates every parameter in place.
+
+Built from config alone (hyper-parameters only); parameters arrive at ``step``. Per-parameter
+state is created on first use. Each rule is one ``update`` hook, written with in-place NumPy
+(``out=``) because the network hands over all its parameters as one flat array: one update
+per step instead of one per array.
+
+Common options: ``weight_decay`` (L2, added to the gradient; AdamW decouples it) and
+``clip_norm`` (rescale all gradients together when their global L2 norm exceeds it; 0 = off).
+``step`` uses ``grads`` as scratch space: they are recomputed by the next backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check(name: str, value: float, low: float, high: float = math.inf, *, low_open=False,
+           high_open=True) -> float:
+    """Return ``value`` as float if it lies in the interval, else a ValueError that names it."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    above = value > low if low_open else value >= low
+    below = value < high if high_open else value <= high
+    if not (above and below and math.isfinite(value)):
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        raise ValueError(f"{name} must be in {left}{low}, {high}{right}, got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: clipping and weight decay here, the update rule in ``update``."""
+
+    decoupled_weight_decay = False
+
+    def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+        self.lr = _check("lr", lr, 0.0, low_open=True)
+        self.weight_decay = _check("weight_decay", weight_decay, 0.0)
+        self.clip_norm = _check("clip_norm", clip_norm, 0.0)
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self.iterations = 0  # completed steps; Adam's bias correction counts them
+
+    def config(self) -> dict:
+        return dict(self._config)
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """One update of every parameter from its gradient."""
+        if params.keys() != grads.keys():
+            raise ValueError(
+                f"params and grads must have the same keys, got {sorted(params)} and {sorted(grads)}"
+            )
+        if self.clip_norm > 0:
+            norm = math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
+            if norm > self.clip_norm:
+                for g in grads.values():
+                    g *= self.clip_norm / norm
+        self.iterations += 1
+        for key, p in params.items():
+            g = grads[key]
+            if self.weight_decay and not self.decoupled_weight_decay:
+                g += self.weight_decay * p  # L2: the gradient of (wd / 2) ||p||^2
+            if key not in self.state:
+                self.state[key] = self.init_state(p)
+            self.update(p, g, self.state[key])
+
+    def init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-parameter buffers, made on first use; the scratch buffer avoids allocations."""
+        return {}
+
+    def update(self, p: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._config.items())})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, as in PyTorch:
+
+        v = momentum * v + g
+        d = g + momentum * v   if nesterov else   v      (d = g without momentum)
+        p = p - lr * d
+    The tutorial's update is ``SGD(lr=1)``.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.momentum = _check("momentum", momentum, 0.0, 1.0)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
+        self.nesterov = bool(nesterov)
+        self._config = {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+
+    def init_state(self, p):
+        return {"velocity": np.zeros_like(p)} if self.momentum else {}
+
+    def update(self, p, g, state):
+        if self.momentum:
+            v = state["velocity"]
+            v *= self.momentum
+            v += g
+            if self.nesterov:
+                g += self.momentum * v
+            else:
+                g = v
+        if self.lr == 1.0:
+            p -= g
+        else:
+            p -= self.lr * g
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011):
+
+        s = s + g**2
+        p = p - lr * g / (sqrt(s) + eps)
+    """
+
+    def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0,
+                 clip_norm: float = 0.0) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.eps = _check("eps", eps, 0.0, low_open=True)
+        self._config = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay,
+                        "clip_norm": self.clip_norm}
+
+    def init_state(self, p):
+        return {"sum_sq": np.zeros_like(p), "scratch": np.empty_like(p)}
+
+    def update(self, p, g, state):
+        s, tmp = state["sum_sq"], state["scratch"]
+        np.multiply(g, g, out=tmp)
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        p -= tmp
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton, lecture 6e), as in PyTorch:
+
+        s = rho * s + (1 - rho) * g**2
+        p = p - lr * g / (sqrt(s) + eps)
+    """
+
+    def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8,
+                 weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.rho = _check("rho", rho, 0.0, 1.0)
+        self.eps = _check("eps", eps, 0.0, low_open=True)
+        self._config = {"lr": self.lr, "rho": self.rho, "eps": self.eps,
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+
+    def init_state(self, p):
+        return {"mean_sq": np.zeros_like(p), "scratch": np.empty_like(p)}
+
+    def update(self, p, g, state):
+        s, tmp = state["mean_sq"], state["scratch"]
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.rho
+        s *= self.rho
+        s += tmp
+        np.sqrt(s, out=tmp)
+        tmp += self.eps
+        np.divide(g, tmp, out=tmp)
+        tmp *= self.lr
+        p -= tmp
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), as in PyTorch; t counts steps from 1:
+
+        m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g**2
+        p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
+    ``weight_decay`` is L2 added to g; for decoupled decay use ``adamw``.
+    """
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.beta1 = _check("beta1", beta1, 0.0, 1.0)
+        self.beta2 = _check("beta2", beta2, 0.0, 1.0)
+        self.eps = _check("eps", eps, 0.0, low_open=True)
+        self._config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+
+    def init_state(self, p):
+        return {"m": np.zeros_like(p), "v": np.zeros_like(p), "scratch": np.empty_like(p)}
+
+    def update(self, p, g, state):
+        m, v, tmp = state["m"], state["v"], state["scratch"]
+        t = self.iterations
+        np.multiply(g, 1.0 - self.beta1, out=tmp)
+        m *= self.beta1
+        m += tmp
+        np.multiply(g, g, out=tmp)
+        tmp *= 1.0 - self.beta2
+        v *= self.beta2
+        v += tmp
+        np.sqrt(v, out=tmp)
+        tmp *= 1.0 / math.sqrt(1.0 - self.beta2**t)
+        tmp += self.eps
+        np.divide(m, tmp, out=tmp)
+        tmp *= self.lr / (1.0 - self.beta1**t)
+        p -= tmp
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019):
+
+        p = p - lr * weight_decay * p,  then the Adam update with the raw gradient.
+    """
+
+    decoupled_weight_decay = True
+
+    def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, weight_decay: float = 0.01, clip_norm: float = 0.0) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm)
+
+    def update(self, p, g, state):
+        if self.weight_decay:
+            p *= 1.0 - self.lr * self.weight_decay
+        super().update(p, g, state)
