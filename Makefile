@@ -1,0 +1,42 @@
+# nnx: two commands on a fresh machine: `make run` and `make test` (both install first).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The stamp depends on pyproject.toml: entry points live there, so editing it reinstalls.
+STAMP := $(VENV)/.installed-stamp
+# The machine's pip config may name local package folders that do not exist; keep pip quiet about them.
+PIP := PIP_FIND_LINKS= $(PY) -m pip
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test ui bench lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create ./.venv and install nnx (editable) with its dev extras; quick when done
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PIP) install -q --upgrade pip
+	@$(PIP) install -q -e ".[dev]"
+	@touch $(STAMP)
+	@echo "nnx installed in $(VENV)"
+
+run: install ## train the default experiment (the classic tutorial network) and log it to MLflow
+	$(PY) -m nnx.run experiment=tutorial
+
+test: install ## run the whole test suite
+	$(PY) -m pytest -q
+
+ui: install ## browse the runs: MLflow UI on http://127.0.0.1:5000 over ./mlflow.db
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+bench: install ## speed benchmark (one BLAS thread), results in experiments/benchmarks/results/
+	$(PY) experiments/benchmarks/bench.py
+
+lint: install ## ruff
+	$(VENV)/bin/ruff check nnx tests experiments
+
+clean: ## remove the venv, caches and run outputs (keeps mlflow.db)
+	rm -rf $(VENV) .pytest_cache outputs multirun

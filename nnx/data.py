@@ -1,0 +1,656 @@
+"""Datasets: a checked container, the built-in sources, preprocessing and a minibatch iterator.
+
+Every source is a small class registered under the entry-point group ``nnx.datasets``. Its
+keyword arguments are its config (``conf/dataset/<name>.yaml``) and ``load(rng, dtype)``
+returns a :class:`Dataset`; all randomness comes from the ``rng`` given to ``load``.
+
+Conventions: x is ``(n, features)`` floating point; classification labels are int64 ``(n,)``
+in ``[0, n_classes)``; regression targets are float ``(n, k)``.
+
+Only NumPy and the standard library are imported here. scikit-learn (digits) and mnist1d are
+imported inside the sources that use them, so ``import nnx`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import random
+import shutil
+import struct
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+TASKS = ("classification", "regression")
+
+
+# -- the container ---------------------------------------------------------------------------
+@dataclasses.dataclass(repr=False)
+class Dataset:
+    """A training split and an optional test split, checked when built.
+
+    x_train, x_test: (n, features) floating point, finite.
+    y_train, y_test: int64 labels (n,) in [0, n_classes) for classification;
+                     float targets (n, k) for regression (n_classes is then None).
+    The test split is None when the source has none.
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+    task: str = "classification"
+    n_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"dataset {self.name!r}: task must be one of {TASKS}, "
+                             f"got {self.task!r}")
+        if self.task == "classification":
+            if self.n_classes is None or int(self.n_classes) < 2:
+                raise ValueError(f"dataset {self.name!r}: classification needs n_classes >= 2, "
+                                 f"got {self.n_classes!r}")
+            self.n_classes = int(self.n_classes)
+        elif self.n_classes is not None:
+            raise ValueError(f"dataset {self.name!r}: regression takes n_classes=None, "
+                             f"got {self.n_classes!r}")
+        if (self.x_test is None) != (self.y_test is None):
+            raise ValueError(f"dataset {self.name!r}: give both x_test and y_test, or neither")
+        self.y_train = self._check("train", self.x_train, self.y_train)
+        if self.x_test is not None:
+            self.y_test = self._check("test", self.x_test, self.y_test)
+            if self.x_test.shape[1] != self.x_train.shape[1]:
+                raise ValueError(f"dataset {self.name!r}: x_test has {self.x_test.shape[1]} "
+                                 f"features but x_train has {self.x_train.shape[1]}")
+
+    def _check(self, split: str, x, y) -> np.ndarray:
+        """Check one split; returns y as the task wants it (int64 labels or float targets)."""
+        where = f"dataset {self.name!r}"
+        if not isinstance(x, np.ndarray) or x.ndim != 2:
+            raise ValueError(f"{where}: x_{split} must be a 2-D array (n, features), "
+                             f"got shape {np.shape(x)}")
+        if x.dtype.kind != "f":
+            raise ValueError(f"{where}: x_{split} must be floating point, got {x.dtype}")
+        y = np.asarray(y)
+        if len(x) == 0:
+            raise ValueError(f"{where}: x_{split} is empty")
+        if len(y) != len(x):
+            raise ValueError(f"{where}: x_{split} has {len(x)} rows but y_{split} has {len(y)}")
+        # min and max propagate NaN and show inf, without a temporary as large as x.
+        if not (np.isfinite(x.min()) and np.isfinite(x.max())):
+            raise ValueError(f"{where}: x_{split} contains NaN or inf")
+        if self.task == "regression":
+            if y.ndim != 2 or y.dtype.kind != "f":
+                raise ValueError(f"{where}: regression y_{split} must be float (n, k), "
+                                 f"got {y.dtype} of shape {y.shape}")
+            if not np.isfinite(y).all():
+                raise ValueError(f"{where}: y_{split} contains NaN or inf")
+            return y
+        if y.ndim != 1 or y.dtype.kind not in "iu":
+            raise ValueError(f"{where}: classification y_{split} must be integer labels (n,), "
+                             f"got {y.dtype} of shape {y.shape}")
+        lo, hi = int(y.min()), int(y.max())
+        if lo < 0 or hi >= self.n_classes:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{where}: y_{split} has label {bad}; allowed labels are "
+                             f"0..{self.n_classes - 1} (n_classes={self.n_classes})")
+        return y.astype(np.int64, copy=False)
+
+    @property
+    def n_features(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def n_outputs(self) -> int:
+        """Output units: n_classes, 1 for binary classification, k for regression."""
+        if self.task == "regression":
+            return self.y_train.shape[1]
+        return 1 if self.n_classes == 2 else self.n_classes
+
+    def __repr__(self) -> str:
+        test = "no test" if self.x_test is None else f"test {self.x_test.shape}"
+        classes = f", {self.n_classes} classes" if self.n_classes else ""
+        return (f"Dataset({self.name!r}, {self.task}{classes}, train {self.x_train.shape}, "
+                f"{test}, {self.x_train.dtype})")
+
+
+# -- argument checks shared by the sources ---------------------------------------------------
+def _float_dtype(dtype) -> np.dtype:
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"dtype must be a floating-point type, got {dt}")
+    return dt
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_nonnegative(name: str, value) -> float:
+    if not value >= 0:  # written this way so that NaN fails too
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return float(value)
+
+
+class DatasetSource:
+    """Base class of the dataset sources: arguments in ``__init__``, data from ``load``.
+
+    Subclasses check their arguments in ``__init__``, so a bad config fails before any work,
+    and draw every random number from the generator given to ``load``.
+    """
+
+    name = "dataset"
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        """The dataset, with x in ``dtype``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+
+# -- tiny fixed sets ---------------------------------------------------------------------------
+class Tutorial(DatasetSource):
+    """The 4 samples of the classic 11-line tutorial; the test split repeats them (it has no other).
+
+    x = [[0,0,1], [0,1,1], [1,0,1], [1,1,1]] (the constant third column acts as a bias input),
+    y = [0, 1, 1, 0]: XOR of the first two columns.
+    https://iamtrask.github.io/2015/07/12/basic-python-network/
+    """
+
+    name = "tutorial"
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=_float_dtype(dtype))
+        y = np.array([0, 1, 1, 0], dtype=np.int64)
+        return Dataset(self.name, x, y, x.copy(), y.copy(), "classification", 2)
+
+
+class XOR(DatasetSource):
+    """XOR of two bits: the corners of {0,1}^2, repeated to n_samples and jittered by noise."""
+
+    name = "xor"
+
+    def __init__(self, n_samples: int = 4, noise: float = 0.0):
+        self.n_samples = _check_int("n_samples", n_samples, 4)
+        self.noise = _check_nonnegative("noise", noise)
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        """Training: corner i % 4 for sample i, plus N(0, noise^2); test: the 4 clean corners."""
+        corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
+        labels = np.array([0, 1, 1, 0], dtype=np.int64)
+        pick = np.arange(self.n_samples) % 4
+        x = corners[pick]
+        if self.noise:
+            x += self.noise * rng.standard_normal(x.shape)
+        dt = _float_dtype(dtype)
+        return Dataset(self.name, x.astype(dt), labels[pick], corners.astype(dt), labels.copy(),
+                       "classification", 2)
+
+
+# -- generated 2-D sets ------------------------------------------------------------------------
+def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
+    """n labels, as equal in count as n allows, in random order."""
+    return rng.permutation(np.arange(n, dtype=np.int64) % n_classes)
+
+
+class _Generated(DatasetSource):
+    """Shared by the 2-D toy sets: train and test drawn independently from the same rng."""
+
+    n_classes = 2
+
+    def __init__(self, n_samples: int, n_test: int, noise: float):
+        self.n_samples = _check_int("n_samples", n_samples, 1)
+        self.n_test = _check_int("n_test", n_test, 0)  # 0: no test split
+        self.noise = _check_nonnegative("noise", noise)
+
+    def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """n points (n, 2) float64 and their int64 labels."""
+        raise NotImplementedError
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        dt = _float_dtype(dtype)
+        x, y = self.sample(self.n_samples, rng)
+        x_test = y_test = None
+        if self.n_test:
+            x_test, y_test = self.sample(self.n_test, rng)
+            x_test = x_test.astype(dt)
+        return Dataset(self.name, x.astype(dt), y, x_test, y_test, "classification",
+                       self.n_classes)
+
+    def _jitter(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return x + self.noise * rng.standard_normal(x.shape)
+
+
+class Moons(_Generated):
+    """Two interleaving half circles, as scikit-learn's make_moons, with N(0, noise^2) jitter."""
+
+    name = "moons"
+
+    def __init__(self, n_samples: int = 400, n_test: int = 200, noise: float = 0.1):
+        super().__init__(n_samples, n_test, noise)
+
+    def sample(self, n, rng):
+        # class 0: (cos t, sin t); class 1: (1 - cos t, 1/2 - sin t); t ~ U(0, pi)
+        y = _balanced_labels(n, 2, rng)
+        t = rng.uniform(0.0, np.pi, n)
+        upper = np.stack([np.cos(t), np.sin(t)], axis=1)
+        lower = np.stack([1.0 - np.cos(t), 0.5 - np.sin(t)], axis=1)
+        return self._jitter(np.where(y[:, None] == 0, upper, lower), rng), y
+
+
+class Circles(_Generated):
+    """A circle of radius factor inside the unit circle, with N(0, noise^2) jitter."""
+
+    name = "circles"
+
+    def __init__(self, n_samples: int = 400, n_test: int = 200, noise: float = 0.05,
+                 factor: float = 0.5):
+        super().__init__(n_samples, n_test, noise)
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor}")
+        self.factor = float(factor)
+
+    def sample(self, n, rng):
+        # class 0 on the unit circle, class 1 on radius factor; angle t ~ U(0, 2 pi)
+        y = _balanced_labels(n, 2, rng)
+        t = rng.uniform(0.0, 2 * np.pi, n)
+        radius = np.where(y == 0, 1.0, self.factor)[:, None]
+        return self._jitter(radius * np.stack([np.cos(t), np.sin(t)], axis=1), rng), y
+
+
+class Spirals(_Generated):
+    """n_classes interleaved spiral arms of `turns` turns each, with N(0, noise^2) jitter."""
+
+    name = "spirals"
+
+    def __init__(self, n_samples: int = 600, n_test: int = 300, noise: float = 0.05,
+                 n_classes: int = 3, turns: float = 1.0):
+        super().__init__(n_samples, n_test, noise)
+        self.n_classes = _check_int("n_classes", n_classes, 2)
+        if not turns > 0:
+            raise ValueError(f"turns must be > 0, got {turns}")
+        self.turns = float(turns)
+
+    def sample(self, n, rng):
+        # arm k: radius r ~ U(0, 1), angle 2 pi (turns * r + k / n_classes)
+        y = _balanced_labels(n, self.n_classes, rng)
+        r = rng.uniform(0.0, 1.0, n)
+        angle = 2 * np.pi * (self.turns * r + y / self.n_classes)
+        x = r[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+        return self._jitter(x, rng), y
+
+
+# -- scikit-learn's digits ---------------------------------------------------------------------
+class Digits(DatasetSource):
+    """scikit-learn's 8x8 digits: 1797 images, 64 features in [0, 1], a seeded train/test split."""
+
+    name = "digits"
+
+    def __init__(self, test_fraction: float = 0.2):
+        if not 0 < test_fraction < 1:
+            raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+        self.test_fraction = float(test_fraction)
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        """ceil(test_fraction * 1797) random images (360 by default) form the test split."""
+        from sklearn.datasets import load_digits  # slow to import; ships the data, no download
+
+        x, y = load_digits(return_X_y=True)
+        x = x.astype(_float_dtype(dtype))
+        x /= 16.0  # pixel values are counts 0..16
+        order = rng.permutation(len(y))
+        n_test = math.ceil(self.test_fraction * len(y))  # rounds as train_test_split does
+        test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+        return Dataset(self.name, x[train], y[train].astype(np.int64), x[test],
+                       y[test].astype(np.int64), "classification", 10)
+
+
+# -- Fashion-MNIST -----------------------------------------------------------------------------
+FASHION_MNIST_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
+FASHION_MNIST_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+# IDX type code -> big-endian dtype
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DatasetNotFound(FileNotFoundError):
+    """The files of a dataset are nowhere to be found and could not be downloaded."""
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (the MNIST format), gzip-compressed or raw.
+
+    Layout, big-endian: bytes 0, 0, a type code (0x08 uint8, 0x09 int8, 0x0B int16,
+    0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions d; then d uint32
+    sizes; then the values in C order. http://yann.lecun.com/exdb/mnist/ (bottom of page).
+
+    Returns an array of those sizes in native byte order (read-only for uint8: it is a view
+    of the file's bytes). Raises ValueError naming the file when it is truncated, has bytes
+    left over, or its header is not IDX. Never unpickles anything.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":  # the gzip magic number: decided by content, not by name
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
+                         "expected 0000 followed by a type code and a dimension count)")
+    code, ndim = raw[2], raw[3]
+    if code not in _IDX_TYPES:
+        known = ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known codes: {known}")
+    if ndim == 0:
+        raise ValueError(f"{path}: IDX header gives 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
+    shape = struct.unpack(f">{ndim}I", raw[4:header])
+    dtype = np.dtype(_IDX_TYPES[code])
+    count = math.prod(shape)
+    expected, found = count * dtype.itemsize, len(raw) - header
+    if found != expected:
+        problem = "truncated" if found < expected else "corrupt (bytes left over)"
+        raise ValueError(f"{path}: {problem}: shape {shape} needs {expected} bytes of data, "
+                         f"found {found}")
+    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
+    return data.astype(dtype.newbyteorder("="), copy=False)
+
+
+class FashionMNIST(DatasetSource):
+    """Zalando's Fashion-MNIST: 60000 train / 10000 test 28x28 images, 10 classes, x in [0, 1].
+
+    Looks for the four IDX files (``.gz`` or not) in ``data_dir`` alone when it is given, else
+    in ``$NNX_DATA_DIR``, ``$NNX_DATA_DIR/fashion_mnist``, ``~/.cache/nnx/fashion_mnist`` and
+    ``/usr/share/datasets/fashion-mnist`` (Debian's dataset-fashion-mnist), in that order.
+    When they are missing and ``download`` is on, fetches them from ``url`` into ``data_dir``,
+    ``$NNX_DATA_DIR`` or ``~/.cache/nnx/fashion_mnist``. ``limit_train``: keep only the first
+    N training images (0 keeps all). https://github.com/zalandoresearch/fashion-mnist
+    """
+
+    name = "fashion_mnist"
+
+    def __init__(self, download: bool = True, url: str = FASHION_MNIST_URL,
+                 limit_train: int = 0, data_dir: str = ""):
+        self.download = bool(download)
+        if not isinstance(url, str) or not url:
+            raise ValueError(f"url must be a non-empty string, got {url!r}")
+        self.url = url
+        self.limit_train = _check_int("limit_train", limit_train, 0)
+        self.data_dir = str(data_dir or "")
+
+    def search_dirs(self) -> list[Path]:
+        """Where the files are looked for, in order."""
+        if self.data_dir:
+            return [Path(self.data_dir).expanduser()]
+        env = os.environ.get("NNX_DATA_DIR")
+        dirs = [Path(env), Path(env) / "fashion_mnist"] if env else []
+        return dirs + [Path.home() / ".cache" / "nnx" / "fashion_mnist", DEBIAN_FASHION_MNIST]
+
+    def download_dir(self) -> Path:
+        env = os.environ.get("NNX_DATA_DIR")
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        return Path(env) if env else Path.home() / ".cache" / "nnx" / "fashion_mnist"
+
+    @staticmethod
+    def files_in(directory: Path) -> dict[str, Path] | None:
+        """The four files in ``directory`` (gzip preferred), or None unless all are there."""
+        found = {}
+        for key, base in FASHION_MNIST_FILES.items():
+            candidates = [directory / (base + ".gz"), directory / base]
+            path = next((p for p in candidates if p.is_file()), None)
+            if path is None:
+                return None
+            found[key] = path
+        return found
+
+    def find(self) -> dict[str, Path] | None:
+        for directory in self.search_dirs():
+            files = self.files_in(directory)
+            if files:
+                return files
+        return None
+
+    def missing_message(self, cause: str = "") -> str:
+        names = ", ".join(f"{b}.gz" for b in FASHION_MNIST_FILES.values())
+        where = ", ".join(str(d) for d in self.search_dirs())
+        text = (f"Fashion-MNIST not found: looked for {names} (or without .gz) in {where}. "
+                "Get it in one of three ways: (1) `apt-get install dataset-fashion-mnist` "
+                f"(Debian/Ubuntu; installs to {DEBIAN_FASHION_MNIST}); (2) put the four files "
+                "in $NNX_DATA_DIR; (3) allow the download (dataset.download=true), which fetches "
+                f"them from {self.url}.")
+        return f"{text} {cause}" if cause else text
+
+    def fetch(self) -> dict[str, Path]:
+        """Download the missing files; each is checked, then moved into place in one step."""
+        target = self.download_dir()
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatasetNotFound(self.missing_message(f"Cannot create {target}: {exc}")) from exc
+        for base in FASHION_MNIST_FILES.values():
+            name = base + ".gz"
+            if (target / name).is_file():
+                continue
+            url = self.url.rstrip("/") + "/" + name
+            # Written under a temporary name and renamed with os.replace (atomic), so an
+            # interrupted or bad download never leaves a file that looks complete.
+            fd, tmp = tempfile.mkstemp(dir=target, prefix=f".{name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=10) as resp:
+                    shutil.copyfileobj(resp, out)
+                try:
+                    read_idx(tmp)
+                except ValueError as exc:
+                    raise ValueError(f"downloaded {url} is not a valid IDX file: {exc}") from exc
+                os.replace(tmp, target / name)
+            except (urllib.error.URLError, OSError) as exc:  # HTTP errors, timeouts, refusals
+                raise DatasetNotFound(self.missing_message(
+                    f"The download of {url} failed: {exc}.")) from exc
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        return self.files_in(target)
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        """The files are used as they are (the rng is not needed); x is (n, 784) in [0, 1]."""
+        dt = _float_dtype(dtype)
+        files = self.find()
+        if files is None:
+            if not self.download:
+                raise DatasetNotFound(self.missing_message("Downloading is off (download=false)."))
+            files = self.fetch()
+        x_train, y_train = self._read_pair(files["x_train"], files["y_train"])
+        x_test, y_test = self._read_pair(files["x_test"], files["y_test"])
+        if self.limit_train:
+            x_train, y_train = x_train[: self.limit_train], y_train[: self.limit_train]
+        return Dataset(self.name, _scale_pixels(x_train, dt), y_train.astype(np.int64),
+                       _scale_pixels(x_test, dt), y_test.astype(np.int64), "classification", 10)
+
+    @staticmethod
+    def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = read_idx(images_path), read_idx(labels_path)
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{images_path}: expected uint8 images (n, rows, cols), "
+                             f"got {images.dtype} of shape {images.shape}")
+        if labels.shape != (len(images),):
+            raise ValueError(f"{labels_path}: expected {len(images)} labels, "
+                             f"got shape {labels.shape}")
+        return images, labels
+
+
+def _scale_pixels(images: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """uint8 (n, rows, cols) -> (n, rows * cols) in [0, 1]: one pass, one new array."""
+    return np.divide(images.reshape(len(images), -1), 255.0, dtype=dtype)
+
+
+# -- MNIST-1D ----------------------------------------------------------------------------------
+class MNIST1D(DatasetSource):
+    """MNIST-1D generated locally: 4000 train / 1000 test signals of 40 points, 10 classes.
+
+    Greydanus & Kobak 2024, https://github.com/greydanus/mnist1d. With seed=None this is the
+    standard split (the package's own seed, 42); another seed draws a different dataset. The
+    rng given to ``load`` is not used: seeding from it would change the standard split.
+    """
+
+    name = "mnist1d"
+
+    def __init__(self, seed: int | None = None):
+        self.seed = None if seed is None else _check_int("seed", seed, 0)
+
+    def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
+        dt = _float_dtype(dtype)
+        x, y, x_test, y_test = _mnist1d_arrays(self.seed)
+        return Dataset(self.name, x.astype(dt), y.astype(np.int64), x_test.astype(dt),
+                       y_test.astype(np.int64), "classification", 10)
+
+
+@functools.lru_cache(maxsize=2)
+def _mnist1d_arrays(seed: int | None) -> tuple[np.ndarray, ...]:
+    """The generated arrays, cached: generation takes seconds and a sweep loads it often."""
+    # make_dataset (not get_dataset) builds the data in memory: it neither downloads nor
+    # writes a pickle into the current directory. Its import pulls in scipy.
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    args = get_dataset_args()
+    if seed is not None:
+        args.seed = seed
+    # make_dataset seeds NumPy's and Python's global generators; restore them afterwards so
+    # loading this dataset does not change anyone else's random numbers.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(args)
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    arrays = tuple(np.asarray(data[k]) for k in ("x", "y", "x_test", "y_test"))
+    for a in arrays:
+        a.setflags(write=False)  # shared by every load; load hands out copies
+    return arrays
+
+
+# -- preprocessing -----------------------------------------------------------------------------
+def standardize(ds: Dataset) -> Dataset:
+    """x' = (x - mean) / std with the TRAINING mean and std, applied to both splits.
+
+    The test split never informs the statistics (no leakage), so its mean is not exactly 0.
+    Constant features (std 0) are only centred. Returns a new Dataset; ``ds`` is unchanged.
+    """
+    x = ds.x_train
+    mean = x.mean(axis=0)
+    std = x.std(axis=0)
+    std[std == 0] = 1.0
+    x_test = None if ds.x_test is None else (ds.x_test - mean) / std
+    return dataclasses.replace(ds, x_train=(x - mean) / std, x_test=x_test)
+
+
+def split(ds: Dataset, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+    """Carve a seeded validation set out of the training data: returns (train, validation).
+
+    round(fraction * n) random training samples (at least 1, leaving at least 1) become the
+    validation set, held in the second Dataset's x_train/y_train (its test split is None).
+    The first keeps the other training samples, in their original order, and the test split.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    n = len(ds.x_train)
+    if n < 2:
+        raise ValueError(f"dataset {ds.name!r} has {n} training sample; cannot split it")
+    n_val = min(max(round(fraction * n), 1), n - 1)
+    order = rng.permutation(n)
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    kept = dataclasses.replace(ds, x_train=ds.x_train[train], y_train=ds.y_train[train])
+    held = dataclasses.replace(ds, x_train=ds.x_train[val], y_train=ds.y_train[val],
+                               x_test=None, y_test=None)
+    return kept, held
+
+
+def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float64) -> np.ndarray:
+    """(n,) integer labels -> (n, n_classes) with out[i, labels[i]] = 1 and zeros elsewhere."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be 1-D integers, got {labels.dtype} of shape "
+                         f"{labels.shape}")
+    if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"label {bad} is outside 0..{n_classes - 1} (n_classes={n_classes})")
+    out = np.zeros((len(labels), n_classes), dtype=dtype)
+    out[np.arange(len(labels)), labels] = 1
+    return out
+
+
+# -- minibatches -------------------------------------------------------------------------------
+class Batches:
+    """Minibatches of (x, y); each ``for xb, yb in batches`` loop is one epoch.
+
+    batch_size 0 (or >= n): the full batch, i.e. the original arrays, never copied. The rng
+    is then not used: reordering a batch that is used whole changes only summation order.
+    No rng: views x[i:i + batch_size] in order, no copies.
+    With an rng: a fresh permutation per epoch; rows are gathered with ``np.take`` into two
+    buffers allocated once, so the yielded arrays are REUSED and valid only until the next
+    batch (copy them to keep them). The last batch holds the n % batch_size samples left,
+    if any, as a shorter view of the buffers.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int = 0,
+                 rng: np.random.Generator | None = None):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        n = len(x)
+        if n == 0:
+            raise ValueError("cannot make batches of 0 samples")
+        batch_size = _check_int("batch_size", batch_size, 0)
+        self.batch_size = n if batch_size == 0 or batch_size >= n else batch_size
+        self.full = self.batch_size == n
+        self.rng = rng
+        self.x, self.y = x, y
+        if rng is not None and not self.full:
+            # np.take copies a non-contiguous source whole on every call; pay that once here.
+            self.x, self.y = np.ascontiguousarray(x), np.ascontiguousarray(y)
+            self._xb = np.empty((self.batch_size,) + x.shape[1:], dtype=x.dtype)
+            self._yb = np.empty((self.batch_size,) + y.shape[1:], dtype=y.dtype)
+
+    def __len__(self) -> int:
+        """Batches per epoch."""
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        x, y, size, n = self.x, self.y, self.batch_size, len(self.x)
+        if self.full:
+            yield x, y
+            return
+        if self.rng is None:
+            for start in range(0, n, size):
+                yield x[start:start + size], y[start:start + size]
+            return
+        order = self.rng.permutation(n)
+        for start in range(0, n, size):
+            idx = order[start:start + size]
+            m = len(idx)
+            # mode="clip": the indices come from a permutation, so they are valid, and the
+            # default mode="raise" would gather into a hidden temporary before filling out.
+            xb = np.take(x, idx, axis=0, out=self._xb[:m], mode="clip")
+            yb = np.take(y, idx, axis=0, out=self._yb[:m], mode="clip")
+            yield xb, yb

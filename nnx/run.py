@@ -1,0 +1,94 @@
+"""``python -m nnx.run``: Hydra composes the config, ``nnx.experiment.train`` runs it.
+
+    python -m nnx.run experiment=tutorial
+    python -m nnx.run optimizer=adam optimizer.lr=0.01 model.hidden=[64,32]
+    python -m nnx.run -m optimizer=sgd,adam optimizer.lr=0.1,0.01      # a sweep
+
+The only module that knows Hydra. Components without a YAML file in ``conf/`` (a plugin's)
+get a config node generated from their constructor's defaults, so ``optimizer=<any name>``
+works for every registered optimizer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from nnx.config import GROUP_KINDS, ConfigError, constructor_defaults
+from nnx.registry import PluginError, registry
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger("nnx")
+
+
+def register_generated_configs() -> None:
+    """A ConfigStore node ``{name, **defaults}`` for every registered component with no YAML."""
+    store = ConfigStore.instance()
+    for group, kind in GROUP_KINDS.items():
+        for entry in registry(kind).entries():
+            if (CONF_DIR / group / f"{entry.name}.yaml").exists():
+                continue
+            try:
+                cls = registry(kind).get(entry.name)
+            except PluginError:
+                continue  # broken or ambiguous plugins are reported when chosen, not here
+            store.store(group=group, name=entry.name, node={"name": entry.name,
+                                                             **constructor_defaults(cls)})
+
+
+def _install_signal_handlers() -> None:
+    """First SIGINT/SIGTERM: finish the epoch, checkpoint, exit 130/143. Second: stop at once."""
+    from nnx.trainer import STOP
+
+    def handler(signum, frame):
+        name, code = ("SIGINT", 130) if signum == signal.SIGINT else ("SIGTERM", 143)
+        if STOP.reason is not None:
+            raise KeyboardInterrupt(f"{name} again: stopped at once")
+        STOP.request(f"stopped by {name}", code)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def main(cfg: DictConfig) -> float:
+    from nnx import experiment
+
+    config = OmegaConf.to_container(cfg, resolve=True)
+    if not config["trainer"].get("checkpoint_dir"):
+        output_dir = Path(HydraConfig.get().runtime.output_dir)
+        config["trainer"]["checkpoint_dir"] = str(output_dir / "checkpoints")
+    _install_signal_handlers()
+    debug = os.environ.get("NNX_DEBUG", "") not in ("", "0")
+    try:
+        result = experiment.train(config)
+    except KeyboardInterrupt as stop:
+        print(f"nnx: stopped: {stop or 'interrupted (Ctrl-C)'}; the run is marked KILLED",
+              file=sys.stderr)
+        sys.exit(getattr(stop, "exit_code", 130))
+    except (ConfigError, PluginError, ValueError, FileNotFoundError, FloatingPointError,
+            ConnectionError, OSError) as error:
+        if debug:
+            raise
+        print(f"nnx: error: {error}\n(set NNX_DEBUG=1 for the traceback)", file=sys.stderr)
+        sys.exit(2)
+    log.info(experiment.summary(config, result))
+    if config.get("print_predictions"):
+        ds, net = result["dataset"], result["trainer"].network
+        x = ds.x_test if ds.x_test is not None else ds.x_train
+        log.info("predictions: %s", " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
+    return float(result["metrics"]["objective"])
+
+
+register_generated_configs()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+"""The training loop: forward, loss, backward, optimizer step, written out by hand.
+
+    for epoch in range(epochs):
+        for xb, yb in batches:                      # seeded shuffling
+            out = network.forward(xb)               # feedforward
+            loss = loss_fn.forward(out, yb)
+            network.backward(loss_fn.backward())    # backpropagation (chain rule)
+            optimizer.step(network.params, network.grads)   # gradient descent
+
+Around that loop: learning-rate schedules, metrics per epoch, callbacks (early stopping,
+non-finite guard), a progress bar that stays quiet off a terminal, and a tracker.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nnx import metrics as M
+from nnx.tracking import NullTracker, Tracker
+
+
+class NonFiniteError(FloatingPointError):
+    """The loss, a gradient or a weight became NaN or inf."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on a signal after finishing (and checkpointing) the current epoch."""
+
+    def __init__(self, reason: str, exit_code: int) -> None:
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class StopRequest:
+    """Set by a signal handler; the trainer stops at the end of the current epoch.
+
+    Stopping at an epoch boundary means the checkpoint written then resumes bit-identically.
+    """
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+        self.exit_code = 0
+
+    def request(self, reason: str, exit_code: int) -> None:
+        self.reason, self.exit_code = reason, exit_code
+
+    def clear(self) -> None:
+        self.reason, self.exit_code = None, 0
+
+
+STOP = StopRequest()
+
+
+class Callback:
+    """Hooks into the loop; set ``trainer.stop_training = True`` to stop after this epoch."""
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        pass
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def on_train_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
+    optionally restore the best weights."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True) -> None:
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        if mode == "auto":
+            mode = "max" if "accuracy" in monitor or monitor.endswith("r2") else "min"
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+        self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
+        self.sign = 1.0 if mode == "min" else -1.0
+        self.restore_best = restore_best
+
+    def on_train_start(self, trainer):
+        self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if self.monitor not in logs:
+            raise KeyError(f"early stopping monitors {self.monitor!r}, which is not among the "
+                           f"metrics: {sorted(logs)}")
+        value = self.sign * logs[self.monitor]
+        if value < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.restore_best:
+                self.best_weights = trainer.network.flat_params.copy()
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.stop_training = True
+                trainer.stopped_early = f"early stop at epoch {epoch + 1}: {self.monitor} " \
+                    f"best {self.sign * self.best:.4g} at epoch {self.best_epoch + 1}"
+
+    def on_train_end(self, trainer, logs):
+        if self.restore_best and self.best_weights is not None:
+            trainer.network.flat_params[...] = self.best_weights
+
+
+@dataclass
+class TrainConfig:
+    """The loop's knobs (``trainer.*`` in the Hydra config)."""
+
+    epochs: int = 10
+    batch_size: int = 32  # 0 = full batch
+    shuffle: bool = True
+    limit_batches: int = 0  # > 0: at most this many batches per epoch (debug runs)
+    log_every: int = 1  # report metrics every N epochs (and always on the last)
+    decision_threshold: float = 0.5  # single-output classification: class 1 when output > this
+    progress: bool = True  # a progress bar when stderr is a terminal
+    callbacks: list = field(default_factory=list)
+    checkpoint_dir: str | None = None  # where last.npz is written
+    checkpoint_every: int = 0  # epochs between checkpoints (0 = only at the end and on stop)
+
+
+class Trainer:
+    """Runs the loop for a network, a loss, an optimizer and an optional schedule."""
+
+    def __init__(self, network, loss, optimizer, *, schedule=None, config: TrainConfig | None = None,
+                 rng: np.random.Generator | None = None, task: str = "classification",
+                 tracker: Tracker | None = None) -> None:
+        self.network, self.loss, self.optimizer, self.schedule = network, loss, optimizer, schedule
+        self.config = config or TrainConfig()
+        if self.config.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.config.epochs}")
+        if self.config.batch_size < 0:
+            raise ValueError(f"batch_size must be >= 0 (0 = full batch), got {self.config.batch_size}")
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+        self.rng = rng if rng is not None else np.random.default_rng()
+        # Every random stream training consumes, saved in checkpoints (the network's dropout
+        # layers draw from the stream they were built with: add it as "network").
+        self.rngs: dict[str, np.random.Generator] = {"train": self.rng}
+        self.task = task
+        self.tracker = tracker or NullTracker()
+        self.callbacks = list(self.config.callbacks)
+        self.base_lr = optimizer.lr
+        self.history: list[dict[str, float]] = []
+        self.epoch = 0  # epochs completed
+        self.step = 0  # optimizer steps completed
+        self.stop_training = False
+        self.stopped_early = ""
+
+    # -- evaluation ----------------------------------------------------------------------
+    def evaluate(self, x: np.ndarray, y: np.ndarray, prefix: str = "val_") -> dict[str, float]:
+        """Loss and task metrics on a whole set, in eval mode."""
+        out = self.network.predict(x)
+        logs = {f"{prefix}loss": self.loss.forward(out, y)}
+        if self.task == "classification":
+            logs[f"{prefix}accuracy"] = M.accuracy(out, y, self.config.decision_threshold)
+        else:
+            logs[f"{prefix}rmse"] = M.rmse(out, y)
+            logs[f"{prefix}r2"] = M.r2(out, y)
+        return logs
+
+    # -- training ------------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None,
+            y_val: np.ndarray | None = None) -> dict[str, float]:
+        """Train for ``config.epochs`` epochs; returns the last epoch's metrics."""
+        from nnx.data import Batches
+
+        cfg, net = self.config, self.network
+        x = net.check_input(x)  # validated once here, so the loop can skip the checks
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows but y has {len(y)}")
+        if x_val is not None:
+            x_val = net.check_input(x_val)
+        batches = Batches(x, y, cfg.batch_size, self.rng if cfg.shuffle else None)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        logs: dict[str, float] = {}
+        epochs = range(self.epoch, cfg.epochs)
+        bar = _progress(epochs, cfg.progress)
+        net.train()
+        for epoch in bar:
+            logs = self._train_epoch(batches, epoch)
+            last = epoch == cfg.epochs - 1
+            if x_val is not None and (last or (epoch + 1) % cfg.log_every == 0 or self.callbacks):
+                logs.update(self.evaluate(x_val, y_val))
+            self.epoch = epoch + 1
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, logs)
+            stopping = last or self.stop_training or STOP.reason is not None
+            if stopping or (epoch + 1) % cfg.log_every == 0:
+                self.history.append({"epoch": epoch + 1, **logs})
+                self.tracker.log_metrics(logs, step=epoch + 1)
+            if cfg.checkpoint_dir and (stopping or (
+                    cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0)):
+                self.save_checkpoint()
+            if bar is not epochs:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "loss" in k or "acc" in k})
+            if STOP.reason is not None:
+                self.tracker.flush()
+                raise TrainingInterrupted(
+                    f"{STOP.reason} after epoch {self.epoch}"
+                    + (f"; checkpoint {self.checkpoint_path}" if cfg.checkpoint_dir else ""),
+                    STOP.exit_code)
+            if self.stop_training:
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self, logs)
+        self.tracker.flush()
+        return logs
+
+    @property
+    def checkpoint_path(self):
+        from pathlib import Path
+
+        return Path(self.config.checkpoint_dir) / "last.npz"
+
+    def save_checkpoint(self, path=None):
+        """Write the state after the last completed epoch (see nnx.checkpoint)."""
+        from nnx import checkpoint
+
+        return checkpoint.save(path or self.checkpoint_path, self, self.rngs)
+
+    def load_checkpoint(self, path) -> dict:
+        """Continue from a checkpoint: weights, optimizer, RNGs, epoch, step, history."""
+        from nnx import checkpoint
+
+        return checkpoint.load(path, self, self.rngs)
+
+    def _train_epoch(self, batches, epoch: int) -> dict[str, float]:
+        net, loss_fn, opt = self.network, self.loss, self.optimizer
+        factor = self.schedule(epoch, self.config.epochs) if self.schedule else 1.0
+        opt.lr = self.base_lr * factor
+        start_weights = net.flat_params.copy()
+        started = time.perf_counter()
+        total_loss, total_correct, seen = 0.0, 0, 0
+        classify = self.task == "classification"
+        for i, (xb, yb) in enumerate(batches):
+            if self.config.limit_batches and i >= self.config.limit_batches:
+                break
+            out = net.forward(xb, check=False)
+            value = loss_fn.forward(out, yb)
+            if classify:  # accuracy on the fly, from the outputs we already have
+                total_correct += int(np.sum(
+                    M.labels_from_outputs(out, self.config.decision_threshold)
+                    == M.labels_from_targets(yb)))
+            net.backward(loss_fn.backward())
+            if not math.isfinite(value):
+                raise NonFiniteError(self._non_finite_message(epoch, i, "the loss is " + str(value)))
+            opt.step(net.params, net.grads)
+            self.step += 1
+            total_loss += value * len(xb)
+            seen += len(xb)
+        seconds = time.perf_counter() - started
+        if not np.isfinite(net.flat_params).all():
+            raise NonFiniteError(self._non_finite_message(epoch, i, "a weight is NaN or inf"))
+        logs = {"loss": total_loss / seen, "lr": opt.lr, "epoch_seconds": seconds,
+                "samples_per_second": seen / seconds if seconds > 0 else float("inf")}
+        if classify:
+            logs["accuracy"] = total_correct / seen
+        logs.update(self._weight_stats(start_weights))
+        return logs
+
+    def _weight_stats(self, start_weights: np.ndarray) -> dict[str, float]:
+        """Per-layer weight norm, last gradient norm and update/weight ratio over the epoch."""
+        stats = {"grad_norm": float(np.linalg.norm(self.network.flat_grads))}
+        offset = 0
+        for i, layer in enumerate(self.network.layers):
+            for key, p in layer.params.items():
+                before = start_weights[offset:offset + p.size]
+                offset += p.size
+                if key != "W":
+                    continue
+                norm = float(np.linalg.norm(p))
+                stats[f"layer{i}.weight_norm"] = norm
+                stats[f"layer{i}.grad_norm"] = float(np.linalg.norm(layer.grads[key]))
+                stats[f"layer{i}.update_ratio"] = (
+                    float(np.linalg.norm(p.reshape(-1) - before)) / norm if norm > 0 else 0.0)
+        return stats
+
+    def _non_finite_message(self, epoch: int, step: int, what: str) -> str:
+        bad = [layer.name for layer in self.network.layers
+               if any(not np.isfinite(g).all() for g in list(layer.grads.values())
+                      + list(layer.params.values()))]
+        where = f"; non-finite values in {', '.join(bad)}" if bad else ""
+        return (f"training diverged at epoch {epoch + 1}, step {step + 1}: {what}{where}. "
+                f"Try a lower learning rate (optimizer.lr is {self.base_lr:g}), gradient "
+                "clipping (optimizer.clip_norm) or standardised inputs.")
+
+
+def _progress(epochs: range, enabled: bool):
+    """A tqdm bar over epochs when stderr is a terminal; the plain range otherwise."""
+    if not enabled or not sys.stderr.isatty() or len(epochs) < 2:
+        return epochs
+    from tqdm.auto import tqdm
+
+    return tqdm(epochs, desc="epochs", unit="ep", leave=False)
