@@ -1,0 +1,139 @@
+"""``python -m nnx.run``: configs compose, every preset trains, bad input is rejected clearly."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import nnx.run  # registers generated config nodes for components without YAML
+from nnx import experiment
+from nnx.config import GROUP_KINDS, ConfigError
+from nnx.registry import registry
+
+CONF = Path(nnx.run.CONF_DIR)
+PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+# Presets whose data is large: a few steps on a slice of it.
+SHRINK = {
+    "fashion_mnist_mlp": ["dataset.limit_train=512"],
+}
+
+
+def composed(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def group_options(group: str) -> list[str]:
+    """Every option of a config group: YAML files plus every registered name."""
+    files = {p.stem for p in (CONF / group).glob("*.yaml")}
+    kind = GROUP_KINDS.get(group)
+    return sorted(files | (set(registry(kind).names()) if kind else set()))
+
+
+CASES = [(g, o) for g in ["dataset", "loss", "optimizer", "schedule", "model", "trainer",
+                          "tracking", "debug"] for o in group_options(g)]
+
+
+@pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_group_option_composes_and_builds(group, option):
+    cfg = composed([f"{group}={option}", "tracking=none"] if group != "tracking"
+                   else [f"{group}={option}"])
+    if group in GROUP_KINDS:
+        assert cfg[group]["name"] == option
+        # The node holds the component's constructor arguments, and it builds from them.
+        from nnx.config import build_component, DATASET_KEYS
+
+        skip = DATASET_KEYS if group == "dataset" else ("name",)
+        build_component(group, cfg[group], skip=skip)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_trains_a_few_steps(preset):
+    cfg = composed([f"experiment={preset}", "debug=default", "tracking=none",
+                    *SHRINK.get(preset, [])])
+    result = experiment.train(cfg)
+    logs = result["metrics"]
+    assert result["trainer"].epoch == 2
+    assert np.isfinite(logs["loss"]) and np.isfinite(logs["objective"])
+    assert logs["objective"] == logs[cfg["objective"]]
+
+
+def test_presets_list_only_what_they_change():
+    for preset in PRESETS:
+        text = (CONF / "experiment" / f"{preset}.yaml").read_text()
+        assert text.startswith("# @package _global_"), preset
+        assert "\nname: " + preset in text, preset
+
+
+def test_tutorial_acceptance(nnx_run):
+    done = nnx_run(["experiment=tutorial", "tracking=none"])
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.startswith("predictions:"))
+    predictions = np.array([float(v) for v in line.split(":")[1].split()])
+    np.testing.assert_allclose(predictions, [0, 1, 1, 0], atol=0.05)
+
+
+def test_digits_preset_reaches_097(nnx_run):
+    done = nnx_run(["experiment=digits_mlp", "tracking=none"])
+    assert done.returncode == 0, done.stderr
+    accuracy = float(re.search(r"test_accuracy (\d\.\d+)", done.stdout).group(1))
+    assert accuracy >= 0.97
+
+
+def test_sweep_basic_launcher_runs_six_jobs(nnx_run, tmp_path):
+    done = nnx_run(["-m", "experiment=xor", "optimizer=sgd,adam",
+                    "model.activation=sigmoid,tanh,relu", "tracking=none", "trainer.epochs=5"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("objective (loss)") == 6
+    assert sorted(p.name for p in (tmp_path / "multirun").iterdir() if p.is_dir()) == \
+        [str(i) for i in range(6)]
+
+
+def test_sweep_joblib_launcher_runs_six_jobs(nnx_run, tmp_path):
+    done = nnx_run(["-m", "experiment=xor", "optimizer=sgd,adam",
+                    "model.activation=sigmoid,tanh,relu", "tracking=none", "trainer.epochs=5",
+                    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"])
+    assert done.returncode == 0, done.stderr
+    assert "joblib" in (tmp_path / "multirun" / "multirun.yaml").read_text()
+    jobs = [p for p in (tmp_path / "multirun").iterdir() if p.is_dir()]
+    assert len(jobs) == 6
+    # every job ran to the end: each left its own log with the summary
+    assert all("objective (loss)" in (p / "run.log").read_text() for p in jobs)
+
+
+def test_optuna_search_reports_best(nnx_run):
+    done = nnx_run(["-m", "experiment=spirals", "hparams_search=optuna",
+                    "hydra.sweeper.n_trials=3", "trainer.epochs=2", "tracking=none"])
+    assert done.returncode == 0, done.stderr
+    out = done.stdout + done.stderr
+    assert "Best parameters" in out and "Best value" in out
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["optimizer=nope"], "Could not find 'optimizer/nope'"),
+    (["optimizer.lr=abc"], "optimizer.lr: expected a number, got 'abc'"),
+    (["optimizer.lr=-1"], "optimizer.lr: lr must be in (0.0, inf), got -1"),
+    (["trainer.epochs=-1"], "trainer.epochs: expected an integer >= 1, got -1"),
+    (["model.hidden=[0]"], "model.hidden: expected a list of positive integers, got [0]"),
+    (["model.in_features=5"], "model.in_features: the model has 5 but dataset 'moons' needs 2"),
+    (["model.activation=rleu"], "Did you mean 'relu'?"),
+    (["experiment=nope"], "Could not find 'experiment/nope'"),
+    (["dtype=float16"], "dtype: expected one of float32, float64, got 'float16'"),
+])
+def test_bad_input_exits_non_zero_with_one_clear_message(nnx_run, args, expected):
+    done = nnx_run([*args, "tracking=none"])
+    assert done.returncode != 0
+    assert expected in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_config_errors_name_the_key_in_process():
+    cfg = composed(["optimizer=adam", "optimizer.beta1=1.5", "tracking=none"])
+    with pytest.raises(ConfigError, match=r"optimizer\.beta1: beta1 must be in \[0.0, 1.0\), got 1.5"):
+        experiment.train(cfg)
