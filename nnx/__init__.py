@@ -4,7 +4,8 @@
 """
 
 from nnx.network import Network, mlp
-from nnx.registry import build, get, names, registry
+# The registry's shortcuts; ``nnx.registry`` stays the module (registry(kind) lives there).
+from nnx.registry import build, get, names
 
 __version__ = "0.1.0"
-__all__ = ["Network", "mlp", "build", "get", "names", "registry", "__version__"]
+__all__ = ["Network", "mlp", "build", "get", "names", "__version__"]

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nnx.config import ConfigError, DATASET_KEYS, build_component, check_config
+from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config
 from nnx.network import mlp
-from nnx.trainer import EarlyStopping, TrainConfig, Trainer
 from nnx.tracking import NullTracker, Tracker
+from nnx.trainer import EarlyStopping, TrainConfig, Trainer
 
 
 def load_data(cfg: dict, rng: np.random.Generator, dtype):
@@ -183,11 +183,11 @@ def summary(cfg: dict, result: dict) -> str:
     """The short report printed at the end of a run."""
     logs, trainer, ds = result["metrics"], result["trainer"], result["dataset"]
     n_test = 0 if ds.x_test is None else len(ds.x_test)
-    lines = [
+    headline = (
         f"nnx {cfg.get('name', '')}: dataset {ds.name} ({len(ds.x_train)} train, {n_test} test), "
         f"{trainer.network.n_params:,} parameters, {trainer.epoch} epochs, {trainer.step} steps "
-        f"in {logs['wall_seconds']:.2f} s",
-    ]
+        f"in {logs['wall_seconds']:.2f} s")
+    lines = [headline]
     if trainer.stopped_early:
         lines.append(trainer.stopped_early)
     shown = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss",

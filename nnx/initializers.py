@@ -22,6 +22,10 @@ class Initializer:
 class Uniform01(Initializer):
     """U[0, 1): the tutorial's ``np.random.rand``."""
 
+    def __call__(self, shape, rng, dtype=np.float64):
+        # Drawn in the target dtype: a float64 draw rounded to float32 can become exactly 1.0.
+        return rng.random(shape, dtype=np.dtype(dtype).type)
+
     def draw(self, fan_in, fan_out, shape, rng):
         return rng.random(shape)
 

@@ -120,6 +120,7 @@ class Network(Module):
         """Outputs in eval mode (no dropout), as a fresh array, batch by batch."""
         x = self.check_input(x)
         was_training = [layer.training for layer in self.layers]
+        network_was_training = self.training
         self.eval()
         try:
             parts = [self.forward(x[i:i + batch_size], check=False).copy()
@@ -127,6 +128,7 @@ class Network(Module):
         finally:
             for layer, mode in zip(self.layers, was_training):
                 layer.training = mode
+            self.training = network_was_training
         return np.concatenate(parts) if len(x) else np.empty((0, self.out_features), self.dtype)
 
     def train(self, mode: bool = True) -> Network:

@@ -23,7 +23,8 @@ def run_nnx(args: list[str], tmp_path: Path, *, module: str = "nnx.run", timeout
         extra = [f"hydra.sweep.dir={tmp_path / 'multirun'}" if sweep
                  else f"hydra.run.dir={tmp_path / 'run'}"]
     return subprocess.run([sys.executable, "-m", module, *args, *extra], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                          check=False)
 
 
 @pytest.fixture

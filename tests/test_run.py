@@ -47,7 +47,7 @@ def test_every_group_option_composes_and_builds(group, option):
     if group in GROUP_KINDS:
         assert cfg[group]["name"] == option
         # The node holds the component's constructor arguments, and it builds from them.
-        from nnx.config import build_component, DATASET_KEYS
+        from nnx.config import DATASET_KEYS, build_component
 
         skip = DATASET_KEYS if group == "dataset" else ("name",)
         build_component(group, cfg[group], skip=skip)
