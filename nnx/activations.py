@@ -20,9 +20,15 @@ class Activation(Module):
 
 
 def stable_sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x| <= 0."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    """1 / (1 + exp(-x)) computed as exp(x - softplus(x)), softplus(x) = log(1 + exp(x)).
+
+    The same function, but nothing overflows (exp(-x) does for x < -709), the tails keep
+    full relative precision (sigmoid(-100) = exp(-100) exactly), and it costs three ufunc
+    calls: small arrays, like the tutorial's, pay per call, not per element.
+    """
+    y = np.logaddexp(0, x)
+    np.subtract(x, y, out=y)
+    return np.exp(y, out=y)
 
 
 class Identity(Activation):

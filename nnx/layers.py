@@ -40,7 +40,7 @@ class Dense(Module):
         # The network turns this off for its first layer: nobody needs dL/d(input data),
         # and skipping it saves the largest matrix product of a step.
         self.propagate = True
-        self._buffers: dict[tuple, np.ndarray] = {}
+        self._out = self._dx = None
 
     def build(self, in_features, rng, dtype):
         self.params["W"] = _initializer(self.initializer)((in_features, self.units), rng, dtype)
@@ -50,15 +50,6 @@ class Dense(Module):
             self.grads["b"] = np.zeros_like(self.params["b"])
         return self.units
 
-    def _buffer(self, tag: str, shape: tuple, dtype) -> np.ndarray:
-        # Products are written into arrays kept between steps: a fresh large array per step
-        # costs page faults that show up as a few % of an epoch.
-        key = (tag, shape, np.dtype(dtype))
-        buf = self._buffers.get(key)
-        if buf is None:
-            buf = self._buffers[key] = np.empty(shape, dtype)
-        return buf
-
     def forward(self, x):
         W = self.params["W"]
         if x.ndim != 2 or x.shape[1] != W.shape[0]:
@@ -66,20 +57,27 @@ class Dense(Module):
                 f"{self.name} layer expects input of shape (n, {W.shape[0]}), got {x.shape}"
             )
         self._x = x
-        out = self._buffer("out", (x.shape[0], W.shape[1]), np.result_type(x, W))
+        # Products go into arrays kept between steps (reallocated only when the batch size
+        # changes): a fresh large array per step costs page faults worth a few % of an epoch.
+        out = self._out
+        if out is None or out.shape[0] != x.shape[0] or out.dtype != x.dtype:
+            out = self._out = np.empty((x.shape[0], W.shape[1]), np.result_type(x, W))
         np.matmul(x, W, out=out)
         if self.bias:
             out += self.params["b"]
         return out
 
     def backward(self, grad):
-        W = self.params["W"]
-        np.matmul(self._x.T, grad, out=self.grads["W"])
+        x, W = self._x, self.params["W"]
+        np.matmul(x.T, grad, out=self.grads["W"])
         if self.bias:
-            np.sum(grad, axis=0, out=self.grads["b"])
+            grad.sum(axis=0, out=self.grads["b"])
         if not self.propagate:
             return None
-        return np.matmul(grad, W.T, out=self._buffer("dx", self._x.shape, grad.dtype))
+        dx = self._dx
+        if dx is None or dx.shape != x.shape or dx.dtype != grad.dtype:
+            dx = self._dx = np.empty(x.shape, grad.dtype)
+        return np.matmul(grad, W.T, out=dx)
 
 
 class Dropout(Module):
