@@ -7,6 +7,11 @@ the worst entry when they disagree. A plugin's test suite can be one line per co
     from nnx.testing import check_component
     def test_my_activation():
         check_component("activations", "my_activation")
+
+``check_component`` also takes the class itself (``check_component("activations", Mish)``),
+which checks a component before it is registered. Every check raises AssertionError with a
+message naming the component; a component that is not a valid class of its kind (wrong base
+class, ``backward`` missing) fails first, with the registry's own explanation.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import inspect
 
 import numpy as np
 
-from nnx.registry import registry
+from nnx.registry import GROUPS, SINGULAR, component_problem, normalize, registry
 
 
 def numerical_gradient(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
@@ -83,9 +88,31 @@ def away_from_kinks(x: np.ndarray, margin: float = 1e-2) -> np.ndarray:
     return np.where(np.abs(x) < margin, np.sign(x + 1e-12) * margin * 3, x)
 
 
-def default_instance(kind: str, name: str):
-    """Build ``name`` from its constructor defaults; fails when a parameter has none."""
-    cls = registry(kind).get(name)
+def component_class(kind: str, component) -> type:
+    """The class of a registered name (``"relu"``, ``"dist:name"``), or the class itself."""
+    if isinstance(component, type):
+        return component
+    return registry(kind).get(component)
+
+
+def component_label(kind: str, component) -> str:
+    """How messages call a component: its registered name (found for a class when registered)."""
+    if not isinstance(component, type):
+        return str(component)
+    value = f"{component.__module__}:{component.__qualname__}"
+    for entry in registry(kind).entries():  # metadata only: nothing is imported
+        if entry.value == value:
+            return entry.name if normalize(entry.distribution) == "nnx" else entry.qualified_name
+    return component.__qualname__
+
+
+def default_instance(kind: str, name):
+    """Build ``name`` (a registered name or a class) from its constructor defaults.
+
+    Fails when a parameter has no default (except a layer's ``units``, given 3).
+    """
+    cls = component_class(kind, name)
+    name = component_label(kind, name)
     required = [p.name for p in inspect.signature(cls).parameters.values()
                 if p.default is inspect.Parameter.empty
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
@@ -101,6 +128,7 @@ def check_activation(name: str, seed: int = 0) -> None:
     """Gradient, shape, dtype (float32 and float64) and determinism of an activation."""
     rng = np.random.default_rng(seed)
     act = default_instance("activations", name)
+    name = component_label("activations", name)
     x = away_from_kinks(rng.normal(size=(5, 4)) * 2)
     act.build(4, rng, np.float64)
     check_module_gradients(act, x)
@@ -128,10 +156,12 @@ def check_loss(name: str, seed: int = 0) -> None:
     """Gradient, scalar output, dtype and shape checks of a loss."""
     rng = np.random.default_rng(seed)
     loss = default_instance("losses", name)
+    name = component_label("losses", name)
+    short = name.rpartition(":")[2]  # "nnx:binary_cross_entropy" is binary_cross_entropy too
     pred = rng.normal(size=(6, 3))
-    if name == "binary_cross_entropy":  # takes probabilities
+    if short == "binary_cross_entropy":  # takes probabilities
         pred = rng.uniform(0.05, 0.95, size=(6, 3))
-    target = _targets_for(name, pred, rng)
+    target = _targets_for(short, pred, rng)
     check_loss_gradient(loss, pred, target)
     for dtype in (np.float32, np.float64):
         value = loss.forward(pred.astype(dtype), target.astype(dtype))
@@ -150,8 +180,10 @@ def check_loss(name: str, seed: int = 0) -> None:
 
 def check_optimizer(name: str, seed: int = 0) -> None:
     """An optimizer from defaults must lower a quadratic, update in place, keep dtype, be deterministic."""
+    cls, name = component_class("optimizers", name), component_label("optimizers", name)
+
     def run(dtype):
-        opt = default_instance("optimizers", name)
+        opt = default_instance("optimizers", cls)
         rng = np.random.default_rng(seed)
         target = rng.normal(size=10).astype(dtype)
         p = np.zeros(10, dtype)
@@ -172,7 +204,7 @@ def check_optimizer(name: str, seed: int = 0) -> None:
         if not np.array_equal(a, b):
             raise AssertionError(f"optimizer {name!r}: not deterministic")
     try:
-        registry("optimizers").get(name)(lr=-1.0)
+        cls(lr=-1.0)
     except ValueError as error:
         if "lr" not in str(error):
             raise AssertionError(f"optimizer {name!r}: lr=-1 error does not name lr: {error}")
@@ -187,13 +219,14 @@ def check_layer(name: str, seed: int = 0) -> None:
     from nnx.network import Network
 
     layer = default_instance("layers", name)
+    cls, name = component_class("layers", name), component_label("layers", name)
     rng = np.random.default_rng(seed)
     net = Network([layer], in_features=4, rng=rng, dtype=np.float64)
     net.eval()  # dropout-like layers are checked in eval mode (deterministic)
     x = rng.normal(size=(5, 4))
     check_module_gradients(net, x)
     for dtype in (np.float32, np.float64):
-        net32 = Network([default_instance("layers", name)], 4, rng=np.random.default_rng(seed),
+        net32 = Network([default_instance("layers", cls)], 4, rng=np.random.default_rng(seed),
                         dtype=dtype)
         y = net32.forward(x.astype(dtype))
         if y.dtype != dtype:
@@ -203,6 +236,7 @@ def check_layer(name: str, seed: int = 0) -> None:
 def check_initializer(name: str, seed: int = 0) -> None:
     """Shape, dtype and seeded determinism of an initializer."""
     init = default_instance("initializers", name)
+    name = component_label("initializers", name)
     for dtype in (np.float32, np.float64):
         a = init((7, 5), np.random.default_rng(seed), dtype)
         b = init((7, 5), np.random.default_rng(seed), dtype)
@@ -213,6 +247,7 @@ def check_initializer(name: str, seed: int = 0) -> None:
 def check_schedule(name: str) -> None:
     """A schedule from defaults gives a finite positive factor for every epoch."""
     sched = default_instance("schedules", name)
+    name = component_label("schedules", name)
     factors = [sched(e, 20) for e in range(20)]
     if not all(np.isfinite(f) and f >= 0 for f in factors):
         raise AssertionError(f"schedule {name!r}: factors {factors}")
@@ -220,11 +255,21 @@ def check_schedule(name: str) -> None:
 
 def check_dataset(name: str, seed: int = 0) -> None:
     """A dataset source from defaults loads, deterministically, in both dtypes."""
+    from nnx.data import Dataset
+
     source = default_instance("datasets", name)
+    name = component_label("datasets", name)
     a = source.load(np.random.default_rng(seed), dtype=np.float32)
     b = source.load(np.random.default_rng(seed), dtype=np.float32)
+    returned_dataset = isinstance(a, Dataset)
+    if not returned_dataset:
+        raise AssertionError(f"dataset {name!r}: load() must return an nnx.data.Dataset, "
+                             f"got {type(a).__name__}")
     if a.x_train.dtype != np.float32 or not np.array_equal(a.x_train, b.x_train):
         raise AssertionError(f"dataset {name!r}: wrong dtype or not deterministic")
+    if a.task == "classification" and a.y_train.dtype != np.int64:
+        raise AssertionError(f"dataset {name!r}: classification labels must be int64, "
+                             f"got {a.y_train.dtype}")
 
 
 CHECKS = {
@@ -238,6 +283,15 @@ CHECKS = {
 }
 
 
-def check_component(kind: str, name: str) -> None:
-    """The conformance check for one registered component (what our own tests run)."""
-    CHECKS[kind](name)
+def check_component(kind: str, component) -> None:
+    """The conformance check for one component: a registered name, ``"dist:name"``, or a class.
+
+    First the structural check the registry makes on every plugin (base class, required
+    methods), then the behavioural checks of its kind (``CHECKS[kind]``).
+    """
+    if kind not in CHECKS:
+        raise ValueError(f"unknown component kind {kind!r}; valid kinds: {', '.join(GROUPS)}")
+    problem = component_problem(kind, component_class(kind, component))
+    if problem:
+        raise AssertionError(f"{SINGULAR[kind]} {component_label(kind, component)!r}: {problem}")
+    CHECKS[kind](component)
