@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnx.initializers import Initializer
-from nnx.module import Module
+from nnx.module import Module, reuse
 
 
 def _initializer(spec: str | Initializer) -> Initializer:
@@ -57,11 +57,7 @@ class Dense(Module):
                 f"{self.name} layer expects input of shape (n, {W.shape[0]}), got {x.shape}"
             )
         self._x = x
-        # Products go into arrays kept between steps (reallocated only when the batch size
-        # changes): a fresh large array per step costs page faults worth a few % of an epoch.
-        out = self._out
-        if out is None or out.shape[0] != x.shape[0] or out.dtype != x.dtype:
-            out = self._out = np.empty((x.shape[0], W.shape[1]), np.result_type(x, W))
+        out = self._out = reuse(self._out, (x.shape[0], W.shape[1]), np.result_type(x, W))
         np.matmul(x, W, out=out)
         if self.bias:
             out += self.params["b"]
@@ -74,10 +70,8 @@ class Dense(Module):
             grad.sum(axis=0, out=self.grads["b"])
         if not self.propagate:
             return None
-        dx = self._dx
-        if dx is None or dx.shape != x.shape or dx.dtype != grad.dtype:
-            dx = self._dx = np.empty(x.shape, grad.dtype)
-        return np.matmul(grad, W.T, out=dx)
+        self._dx = reuse(self._dx, x.shape, grad.dtype)
+        return np.matmul(grad, W.T, out=self._dx)
 
 
 class Dropout(Module):

@@ -12,6 +12,18 @@ from __future__ import annotations
 import numpy as np
 
 
+def reuse(buffer: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
+    """``buffer`` when it already has this shape and dtype, else a new empty array.
+
+    Hot layers write their results into arrays kept between steps: a fresh large array per
+    step costs page faults worth a few % of an epoch. Only the batch size changes the shape
+    (the last, smaller batch of an epoch), so a buffer is reallocated at most twice an epoch.
+    """
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
+        return np.empty(shape, dtype)
+    return buffer
+
+
 class Module:
     """Base class of layers and activations."""
 
