@@ -2,7 +2,7 @@
 # Each study logs to its own MLflow store beside its README (ignored by git) and writes its
 # tables and pictures to results/, so a rerun reproduces exactly what the README quotes.
 set -euo pipefail
-STUDY_DIR="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)"
+STUDY_DIR="${STUDY_DIR:-$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd)}"
 ROOT="$(cd "$STUDY_DIR/../.." && pwd)"
 cd "$ROOT"
 PY="$ROOT/.venv/bin/python"
@@ -13,5 +13,5 @@ export OPENBLAS_NUM_THREADS="${OPENBLAS_NUM_THREADS:-1}"  # repeatable timings
 rm -f "$STUDY_DIR/mlflow.db"
 rm -rf "$STUDY_DIR/outputs"
 mkdir -p "$RESULTS"
-nnx_run() { "$PY" -m nnx.run tracking.uri="$STORE" "$@"; }
+nnx_run() { "$PY" -m nnx.run "$@" tracking.uri="$STORE"; }
 nnx_compare() { "$PY" -m nnx.compare --uri "$STORE" --out "$RESULTS" "$@"; }
