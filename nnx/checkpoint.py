@@ -8,6 +8,7 @@ Files are read with ``allow_pickle=False``: loading a checkpoint never runs code
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import tempfile
@@ -50,22 +51,57 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         "step": trainer.step,
         "history": trainer.history,
         "rng_states": {name: g.bit_generator.state for name, g in (rngs or {}).items()},
+        "callbacks": {},
         "extra": extra or {},
     }
     arrays = {"params": net.flat_params, **_optimizer_arrays(opt)}
+    for i, callback in enumerate(getattr(trainer, "callbacks", [])):
+        state = callback.state() if hasattr(callback, "state") else None
+        if state is not None:  # early stopping's best value, patience count, best weights
+            values = {}
+            for key, value in state.items():
+                if isinstance(value, np.ndarray):
+                    arrays[f"callbacks/{i}/{key}"] = value
+                else:
+                    values[key] = value
+            meta["callbacks"][str(i)] = {"class": type(callback).__name__, "values": values}
     arrays[META_KEY] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    ensure_dir(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise _write_error(path, error) from error
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, path)  # the previous checkpoint stays whole until this instant
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise _write_error(path, error, "; the previous checkpoint there, if any, is "
+                               "unchanged") from error
         raise
     return path
+
+
+def ensure_dir(directory: str | Path) -> Path:
+    """Create the checkpoint folder (the trainer calls this before training, so that a bad
+    folder fails at once rather than after the first epochs)."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _write_error(directory / "last.npz", error) from error
+    return directory
+
+
+def _write_error(path: Path, error: OSError, more: str = "") -> OSError:
+    out = OSError(f"cannot write checkpoint {path}: {error.strerror or error}"
+                  + (f": {error.filename}" if error.filename else "") + more)
+    out.errno = error.errno
+    return out
 
 
 def read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -74,16 +110,36 @@ def read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
+        if not zipfile.is_zipfile(path):  # np.load would try other formats (never pickle)
+            raise ValueError("not a .npz archive")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError) as error:
+        if not isinstance(meta, dict):
+            raise TypeError("its metadata is not a JSON object")
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(
             f"checkpoint {path} is damaged or not an nnx checkpoint ({type(error).__name__}: "
             f"{error})") from error
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: format {meta.get('format')!r}, expected {FORMAT}")
+    missing = [key for key, kind in _META_TYPES.items() if not isinstance(meta.get(key), kind)]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is damaged: metadata {', '.join(missing)} "
+                              "missing or of the wrong type")
     return meta, arrays
+
+
+# metadata key -> the type it must have
+_META_TYPES = {"architecture": list, "in_features": int, "dtype": str, "optimizer": dict,
+               "epoch": int, "step": int, "history": list, "rng_states": dict}
+
+
+def _describe(in_features, specs: list) -> str:
+    """``2 -> dense 32, relu, dense 2, identity``: an architecture in one short line."""
+    layers = [" ".join([str(s.get("name"))] + [str(s[k]) for k in ("units", "rate") if k in s])
+              if isinstance(s, dict) else str(s) for s in specs]
+    return f"{in_features} -> {', '.join(layers)}"
 
 
 def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None = None) -> dict:
@@ -95,39 +151,98 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
     net, opt = trainer.network, trainer.optimizer
     mismatches = []
     if meta["architecture"] != net.specs() or meta["in_features"] != net.in_features:
-        mismatches.append(f"architecture {meta['in_features']} -> {meta['architecture']} "
-                          f"!= this network's {net.in_features} -> {net.specs()}")
+        saved = _describe(meta["in_features"], meta["architecture"])
+        mine = _describe(net.in_features, net.specs())
+        if saved == mine:  # they differ in a detail the short form leaves out
+            saved, mine = meta["architecture"], net.specs()
+        mismatches.append(f"architecture {saved} != this network's {mine}")
     if meta["dtype"] != str(net.dtype):
         mismatches.append(f"dtype {meta['dtype']} != this network's {net.dtype}")
     params = arrays.get("params")
     if params is None or params.shape != net.flat_params.shape:
         shape = None if params is None else params.shape
         mismatches.append(f"parameter count {shape} != this network's {net.flat_params.shape}")
-    if meta["optimizer"]["class"] != type(opt).__name__:
-        mismatches.append(f"optimizer {meta['optimizer']['class']} != this run's {type(opt).__name__}")
+    elif params.dtype != net.dtype:
+        mismatches.append(f"parameters stored as {params.dtype} != this network's {net.dtype}")
+    saved_opt = meta["optimizer"]
+    if saved_opt.get("class") != type(opt).__name__:
+        mismatches.append(f"optimizer {saved_opt.get('class')} != this run's {type(opt).__name__}")
     missing_rngs = set(meta["rng_states"]) ^ set(rngs or {})
     if rngs is not None and missing_rngs:
         mismatches.append(f"random streams {sorted(meta['rng_states'])} != {sorted(rngs)}")
-    if mismatches:
-        raise CheckpointError(f"checkpoint {path} does not match: " + "; ".join(mismatches))
     state: dict[str, dict[str, np.ndarray]] = {}
+    callback_arrays: dict[str, dict[str, np.ndarray]] = {}
     for name, value in arrays.items():
-        if name.startswith("optimizer/"):
-            _, key, slot = name.split("/", 2)
-            if value.dtype != net.dtype or value.shape != net.flat_params.shape and key == "flat":
-                raise CheckpointError(f"checkpoint {path}: optimizer state {key}/{slot} has "
-                                      f"{value.dtype} {value.shape}, expected {net.dtype}")
-            state.setdefault(key, {})[slot] = value.copy()
+        if name.startswith("optimizer/") and name.count("/") == 2:
+            _, key, slot = name.split("/")
+            target = net.params.get(key)
+            if (target is None or value.dtype != net.dtype or value.shape != target.shape) \
+                    and params is not None and params.shape == net.flat_params.shape:
+                mismatches.append(f"optimizer state {key}/{slot} is {value.dtype} {value.shape}, "
+                                  f"expected {net.dtype} {net.flat_params.shape}")
+            state.setdefault(key, {})[slot] = value
+        elif name.startswith("callbacks/") and name.count("/") == 2:
+            _, index, key = name.split("/")
+            if value.dtype != net.dtype or value.shape != net.flat_params.shape:
+                mismatches.append(f"callback state {index}/{key} is {value.dtype} {value.shape}, "
+                                  f"expected weights {net.dtype} {net.flat_params.shape}")
+            callback_arrays.setdefault(index, {})[key] = value
+        elif name != "params":
+            mismatches.append(f"unexpected array {name!r}")
+    iterations = saved_opt.get("iterations")
+    if not isinstance(iterations, int) or not isinstance(saved_opt.get("base_lr"), (int, float)):
+        mismatches.append("optimizer iterations or base_lr missing")
+    elif not mismatches and iterations > 0:
+        # Same class, other settings (SGD with and without momentum) keep other state.
+        for key, p in net.params.items():
+            expected = sorted(set(opt.init_state(p)) - {"scratch"})
+            if sorted(state.get(key, {})) != expected:
+                mismatches.append(f"optimizer state {sorted(state.get(key, {}))} != the "
+                                  f"{expected} this {type(opt).__name__}'s settings keep")
+    for name, g in (rngs or {}).items():
+        if name in meta["rng_states"]:
+            try:  # tried on a scratch generator, so a bad state changes nothing
+                type(g.bit_generator)().state = meta["rng_states"][name]
+            except (TypeError, ValueError, KeyError) as error:
+                mismatches.append(f"random stream {name!r}: {error}")
+    callbacks = _callback_states(meta.get("callbacks") or {}, callback_arrays, trainer,
+                                 mismatches)
+    if mismatches:
+        raise CheckpointError(f"checkpoint {path} does not match this run: "
+                              + "; ".join(mismatches))
     # Nothing failed: now change the trainer.
     net.flat_params[...] = params
     fresh = {key: opt.init_state(net.params[key]) for key in state if key in net.params}
     for key, slots in state.items():
-        fresh.setdefault(key, {}).update(slots)
+        fresh.setdefault(key, {}).update({slot: value.copy() for slot, value in slots.items()})
     opt.state = fresh
-    opt.iterations = meta["optimizer"]["iterations"]
+    opt.iterations = iterations
     trainer.base_lr = meta["optimizer"]["base_lr"]
     trainer.epoch, trainer.step = meta["epoch"], meta["step"]
     trainer.history = list(meta["history"])
     for name, g in (rngs or {}).items():
         g.bit_generator.state = meta["rng_states"][name]
+    for callback, callback_state in callbacks:
+        callback.load_state(callback_state)
     return meta
+
+
+def _callback_states(saved: dict, arrays: dict, trainer, mismatches: list) -> list:
+    """(callback, state) for this trainer's callbacks that the checkpoint holds a state of (by
+    position and class), each tried on a copy first so that a bad one loads nothing."""
+    out = []
+    if not isinstance(saved, dict):
+        mismatches.append("callback states are not a JSON object")
+        return out
+    for i, callback in enumerate(getattr(trainer, "callbacks", [])):
+        entry = saved.get(str(i))
+        if not isinstance(entry, dict) or entry.get("class") != type(callback).__name__:
+            continue  # not saved (or another callback there): it starts afresh
+        state = {**(entry.get("values") or {}), **arrays.get(str(i), {})}
+        try:
+            copy.deepcopy(callback).load_state(state)
+        except (TypeError, ValueError, KeyError) as error:
+            mismatches.append(f"callback {i} ({type(callback).__name__}) state: {error!r}")
+            continue
+        out.append((callback, state))
+    return out

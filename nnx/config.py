@@ -9,6 +9,7 @@ like a built-in without any schema written for it.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 
 from nnx.registry import PluginError, UnknownComponentError, registry
@@ -173,8 +174,19 @@ def check_trainer(trainer: dict) -> None:
     check_int("trainer.limit_batches", trainer.get("limit_batches", 0), 0)
     check_int("trainer.log_every", trainer.get("log_every", 1), 1)
     check_int("trainer.checkpoint_every", trainer.get("checkpoint_every", 0), 0)
-    check_int("trainer.early_stopping.patience",
-              trainer.get("early_stopping", {}).get("patience", 0), 0)
+    stopping = trainer.get("early_stopping") or {}
+    check_int("trainer.early_stopping.patience", stopping.get("patience", 0), 0)
+    check_number("trainer.early_stopping.min_delta", stopping.get("min_delta", 0.0), 0.0, math.inf)
+    if not isinstance(stopping.get("monitor", "val_loss"), str):
+        raise ConfigError(f"trainer.early_stopping.monitor: expected a metric name, "
+                          f"got {stopping['monitor']!r}")
+    for key in ("shuffle", "progress"):
+        if not isinstance(trainer.get(key, True), bool):
+            raise ConfigError(f"trainer.{key}: expected true or false, got {trainer[key]!r}")
+    for key in ("checkpoint_dir", "resume"):  # an all-digit run id reaches us as an int
+        value = trainer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
+            raise ConfigError(f"trainer.{key}: expected a path, got {value!r}")
 
 
 def check_config(cfg: dict) -> None:

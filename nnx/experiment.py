@@ -107,7 +107,12 @@ def build(cfg: dict):
                       task=ds.task)
     trainer.rngs["network"] = init_rng  # dropout masks come from the network's stream
     if tcfg.get("resume"):
-        trainer.load_checkpoint(resolve_resume(str(tcfg["resume"]), cfg))
+        path = resolve_resume(str(tcfg["resume"]), cfg)
+        trainer.load_checkpoint(path)
+        if trainer.epoch >= tcfg["epochs"]:
+            raise ConfigError(f"trainer.epochs: checkpoint {path} has already trained "
+                              f"{trainer.epoch} epochs, so trainer.epochs={tcfg['epochs']} leaves "
+                              "nothing to do; raise trainer.epochs to train further")
     return trainer, ds, out_features
 
 

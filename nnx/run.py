@@ -46,12 +46,12 @@ def register_generated_configs() -> None:
 
 def _install_signal_handlers() -> None:
     """First SIGINT/SIGTERM: finish the epoch, checkpoint, exit 130/143. Second: stop at once."""
-    from nnx.trainer import STOP
+    from nnx.trainer import STOP, TrainingInterrupted
 
     def handler(signum, frame):
         name, code = ("SIGINT", 130) if signum == signal.SIGINT else ("SIGTERM", 143)
         if STOP.reason is not None:
-            raise KeyboardInterrupt(f"{name} again: stopped at once")
+            raise TrainingInterrupted(f"{name} again: stopped at once, mid-epoch", code)
         STOP.request(f"stopped by {name}", code)
 
     signal.signal(signal.SIGINT, handler)
@@ -80,6 +80,12 @@ def main(cfg: DictConfig) -> float:
             raise
         print(f"nnx: error: {error}\n(set NNX_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(2)
+    except Exception as error:  # not foreseen (a plugin's, a library's, a bug): one paragraph too
+        if debug:
+            raise
+        print(f"nnx: error: {type(error).__name__}: {error}\n(unexpected; NNX_DEBUG=1 prints "
+              "the traceback to report)", file=sys.stderr)
+        sys.exit(1)
     log.info(experiment.summary(config, result))
     if config.get("print_predictions"):
         ds, net = result["dataset"], result["trainer"].network
@@ -88,7 +94,24 @@ def main(cfg: DictConfig) -> float:
     return float(result["metrics"]["objective"])
 
 
+def _check_output_dir(argv: list[str]) -> None:
+    """Create a run folder given on the command line now: Hydra creates it before ``main``
+    and reports a failure with a traceback, here it gets one line."""
+    key = "hydra.sweep.dir=" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir="
+    given = [a.lstrip("+")[len(key):] for a in argv if a.lstrip("+").startswith(key)]
+    folder = given[-1].strip("'\"") if given else ""
+    if not folder or "${" in folder:
+        return
+    try:
+        Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"nnx: error: {key[:-1]}: cannot create the output folder {folder} "
+              f"({error.strerror or error}); pick a writable folder", file=sys.stderr)
+        sys.exit(2)
+
+
 register_generated_configs()
 
 if __name__ == "__main__":
+    _check_output_dir(sys.argv[1:])
     main()

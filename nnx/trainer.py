@@ -68,6 +68,14 @@ class Callback:
     def on_train_end(self, trainer: Trainer, logs: dict[str, float]) -> None:
         pass
 
+    def state(self) -> dict | None:
+        """What a checkpoint keeps so that a resumed run goes on as if never stopped: JSON
+        values and weight-shaped arrays. None: nothing to keep."""
+        return None
+
+    def load_state(self, state: dict) -> None:
+        """Take back what ``state`` returned (on resume, before ``on_train_start``)."""
+
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
@@ -84,14 +92,28 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.sign = 1.0 if mode == "min" else -1.0
         self.restore_best = restore_best
+        self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
+        self._resumed = False
 
     def on_train_start(self, trainer):
+        if self._resumed:  # the checkpoint's best and patience count go on
+            self._resumed = False
+            return
         self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
+
+    def state(self):
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_weights": self.best_weights}
+
+    def load_state(self, state):
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.wait, self.best_weights = int(state["wait"]), state.get("best_weights")
+        self._resumed = True
 
     def on_epoch_end(self, trainer, epoch, logs):
         if self.monitor not in logs:
-            raise KeyError(f"early stopping monitors {self.monitor!r}, which is not among the "
-                           f"metrics: {sorted(logs)}")
+            raise ValueError(f"early stopping monitors {self.monitor!r}, which is not among "
+                             f"the metrics: {sorted(logs)}")
         value = self.sign * logs[self.monitor]
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
@@ -152,6 +174,7 @@ class Trainer:
         self.step = 0  # optimizer steps completed
         self.stop_training = False
         self.stopped_early = ""
+        self.last_checkpoint: tuple[str, int] | None = None  # (path, epoch) written or loaded
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, x: np.ndarray, y: np.ndarray, prefix: str = "val_") -> dict[str, float]:
@@ -183,9 +206,15 @@ class Trainer:
         logs: dict[str, float] = {}
         epochs = range(self.epoch, cfg.epochs)
         bar = _progress(epochs, cfg.progress)
+        if cfg.checkpoint_dir:
+            from nnx.checkpoint import ensure_dir
+
+            ensure_dir(cfg.checkpoint_dir)
         net.train()
         for epoch in bar:
-            logs = self._train_epoch(batches, epoch)
+            # Overflow is reported once, by the non-finite guard, not as numpy warnings.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                logs = self._train_epoch(batches, epoch)
             last = epoch == cfg.epochs - 1
             if x_val is not None and (last or (epoch + 1) % cfg.log_every == 0 or self.callbacks):
                 logs.update(self.evaluate(x_val, y_val))
@@ -224,13 +253,23 @@ class Trainer:
         """Write the state after the last completed epoch (see nnx.checkpoint)."""
         from nnx import checkpoint
 
-        return checkpoint.save(path or self.checkpoint_path, self, self.rngs)
+        path = path or self.checkpoint_path
+        if not np.isfinite(self.network.flat_params).all():  # never replace a good one
+            bad = [layer.name for layer in self.network.layers
+                   if any(not np.isfinite(p).all() for p in layer.params.values())]
+            raise NonFiniteError(f"weights of {', '.join(bad)} are NaN or inf after epoch "
+                                 f"{self.epoch}; checkpoint {path} was not overwritten")
+        written = checkpoint.save(path, self, self.rngs)
+        self.last_checkpoint = (str(written), self.epoch)
+        return written
 
     def load_checkpoint(self, path) -> dict:
         """Continue from a checkpoint: weights, optimizer, RNGs, epoch, step, history."""
         from nnx import checkpoint
 
-        return checkpoint.load(path, self, self.rngs)
+        meta = checkpoint.load(path, self, self.rngs)
+        self.last_checkpoint = (str(path), self.epoch)
+        return meta
 
     def _train_epoch(self, batches, epoch: int) -> dict[str, float]:
         net, loss_fn, opt = self.network, self.loss, self.optimizer
@@ -252,15 +291,19 @@ class Trainer:
                     M.labels_from_outputs(out, self.config.decision_threshold)
                     == M.labels_from_targets(yb)))
             net.backward(loss_fn.backward())
-            if not math.isfinite(value):
-                raise NonFiniteError(self._non_finite_message(epoch, i, "the loss is " + str(value)))
+            # A sum is NaN or inf whenever one element is: one cheap pass, no temporary.
+            # (It can also overflow on huge finite values; _check_finite looks closer.)
+            if not (math.isfinite(value) and math.isfinite(net.flat_grads.sum())):
+                self._check_finite(epoch, i, f"the loss is {value}" if not math.isfinite(value)
+                                   else "a gradient is NaN or inf")
             opt.step(net.params, net.grads)
             self.step += 1
+            if not math.isfinite(net.flat_params.sum()):  # checked before the next forward
+                self._check_finite(epoch, i, "a weight became NaN or inf in the update",
+                                   step_done=True)
             total_loss += value * len(xb)
             seen += len(xb)
         seconds = time.perf_counter() - started
-        if not np.isfinite(net.flat_params).all():
-            raise NonFiniteError(self._non_finite_message(epoch, i, "a weight is NaN or inf"))
         logs = {"loss": total_loss / seen, "lr": opt.lr, "epoch_seconds": seconds,
                 "samples_per_second": seen / seconds if seconds > 0 else float("inf")}
         if classify:  # training accuracy is measured on reported epochs only
@@ -286,14 +329,28 @@ class Trainer:
                     float(np.linalg.norm(p.reshape(-1) - before)) / norm if norm > 0 else 0.0)
         return stats
 
-    def _non_finite_message(self, epoch: int, step: int, what: str) -> str:
-        bad = [layer.name for layer in self.network.layers
-               if any(not np.isfinite(g).all() for g in list(layer.grads.values())
-                      + list(layer.params.values()))]
-        where = f"; non-finite values in {', '.join(bad)}" if bad else ""
-        return (f"training diverged at epoch {epoch + 1}, step {step + 1}: {what}{where}. "
-                f"Try a lower learning rate (optimizer.lr is {self.base_lr:g}), gradient "
-                "clipping (optimizer.clip_norm) or standardised inputs.")
+    def _check_finite(self, epoch: int, batch: int, what: str, step_done: bool = False) -> None:
+        """Raise NonFiniteError naming the epoch, step and layers, unless a closer look finds
+        every value finite (a sum that overflowed on large finite values)."""
+        bad = []
+        for layer in self.network.layers:
+            for kind, arrays in (("gradient", layer.grads), ("weight", layer.params)):
+                keys = [k for k, a in arrays.items() if not np.isfinite(a).all()]
+                if keys:
+                    bad.append(f"{layer.name} {kind} {', '.join(keys)}")
+        if not bad and what.startswith(("a gradient", "a weight")):
+            return
+        step = self.step if step_done else self.step + 1
+        where = f"; non-finite values in {'; '.join(bad)}" if bad else ""
+        kept = ""
+        if self.last_checkpoint is not None:
+            kept = (f" The last good checkpoint (epoch {self.last_checkpoint[1]}) is kept: "
+                    f"{self.last_checkpoint[0]}.")
+        raise NonFiniteError(
+            f"training diverged at epoch {epoch + 1}, step {step} (batch {batch + 1} of the "
+            f"epoch): {what}{where}. Try a lower learning rate (optimizer.lr is "
+            f"{self.base_lr:g}), gradient clipping (optimizer.clip_norm) or standardised "
+            f"inputs.{kept}")
 
 
 def _progress(epochs: range, enabled: bool):

@@ -1,0 +1,131 @@
+"""``python -m nnx.compare`` and ``nnx.compare.runs_table`` over real runs in a temporary store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
+    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not path.exists():
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+def python(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=180, stdin=subprocess.DEVNULL, check=False)
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, store_template):
+    """A store holding one basic-launcher sweep of three learning rates: (uri, parent run id)."""
+    folder = tmp_path_factory.mktemp("compare")
+    shutil.copy(store_template, folder / "mlflow.db")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    done = python(["-m", "nnx.run", "-m", "experiment=xor", "optimizer.lr=0.01,0.05,0.2",
+                   "trainer.epochs=30", "tracking.plots=false", "tracking.log_model=false",
+                   f"hydra.sweep.dir={folder / 'multirun'}"], ROOT, uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("xor")
+    parent = client.search_runs([exp.experiment_id], "tags.`nnx.sweep` = 'true'")[0]
+    return uri, parent.info.run_id
+
+
+def test_tutorial_run_then_compare_shows_it(tmp_path, store_template):
+    """The acceptance: ``python -m nnx.run experiment=tutorial``, then ``python -m nnx.compare``."""
+    shutil.copy(store_template, tmp_path / "mlflow.db")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = python(["-m", "nnx.run", "experiment=tutorial", "tracking.plots=false",
+                   "tracking.log_model=false", f"hydra.run.dir={tmp_path / 'run'}"], ROOT, uri)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shown = python(["-m", "nnx.compare"], tmp_path, uri)  # no arguments: the latest experiment
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "experiment tutorial (1 run)" in out
+    for column in ("optimizer.name", "optimizer.lr", "model.hidden", "loss.name", "loss",
+                   "objective"):
+        assert column in out
+    assert "FINISHED" in out and "sgd" in out and "sse" in out
+    report = tmp_path / "outputs" / "compare" / "tutorial"
+    table = pd.read_csv(report / "runs.csv", index_col="rank")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    run = client.get_run(table.loc[1, "run_id"])
+    assert table.loc[1, "loss"] == pytest.approx(run.data.metrics["loss"])
+    assert f"{run.data.metrics['loss']:.6f}"[:6] in out
+    assert "| rank | run_id |" in (report / "runs.md").read_text()
+    assert (report / "curves_val_loss.png").stat().st_size > 1000
+
+
+def test_runs_table_of_a_sweep_is_sorted_best_first(swept, tmp_path):
+    from nnx.compare import runs_table, write_report
+
+    uri, parent = swept
+    table = runs_table(sweep=parent, uri=uri)
+    assert len(table) == 3 and list(table.index) == [1, 2, 3]
+    assert table.attrs["varied"] == ["optimizer.lr"]
+    assert sorted(table["optimizer.lr"]) == ["0.01", "0.05", "0.2"]
+    assert list(table["objective"]) == sorted(table["objective"])  # loss: smaller is better
+    assert set(table["status"]) == {"FINISHED"}
+    assert {"loss", "accuracy", "test_loss"} <= set(table.columns)
+    # by experiment name: the same three runs; the sweep's parent trains nothing and is left out
+    by_name = runs_table(experiment="xor", uri=uri)
+    assert sorted(by_name["run_id"]) == sorted(table["run_id"])
+    # another metric, larger is better
+    by_accuracy = runs_table(sweep=parent, uri=uri, metric="accuracy")
+    assert list(by_accuracy["accuracy"]) == sorted(by_accuracy["accuracy"], reverse=True)
+    written = write_report(table, tmp_path / "report", client=_client(uri))
+    assert {p.name for p in written} == {"runs.csv", "runs.md", "objective_vs_params.png",
+                                         "curves_val_loss.png"}
+    assert all(p.stat().st_size > 0 for p in written)
+
+
+def _client(uri):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def test_compare_command_for_a_sweep(swept, tmp_path, capsys):
+    from nnx.compare import main
+
+    uri, parent = swept
+    assert main(["--sweep", parent, "--metric", "loss", "--uri", uri,
+                 "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "sorted by loss (ascending, best first)" in out and "optimizer.lr" in out
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "runs.csv", "runs.md", "objective_vs_params.png", "curves_val_loss.png"}
+
+
+def test_compare_errors_are_clear(swept, tmp_path):
+    from nnx.compare import CompareError, runs_table
+
+    uri, parent = swept
+    with pytest.raises(CompareError, match="no experiment 'nope'.*experiments: .*xor"):
+        runs_table(experiment="nope", uri=uri)
+    with pytest.raises(CompareError, match="no run has a metric 'nope'"):
+        runs_table(sweep=parent, uri=uri, metric="nope")
+    done = python(["-m", "nnx.compare", "--uri", f"sqlite:///{tmp_path / 'none.db'}"],
+                  tmp_path, "")
+    assert done.returncode == 2
+    assert "there is no MLflow store at" in done.stderr and "Traceback" not in done.stderr

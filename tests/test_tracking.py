@@ -1,0 +1,365 @@
+"""The MLflow tracker against a real sqlite store in a temporary folder (never ./mlflow.db).
+
+In-process tests train with ``nnx.experiment.train`` on composed configs; the rest run
+``python -m nnx.run`` for real (Hydra's folder, signals, an unreachable server).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import nnx.run  # registers generated config nodes
+from nnx import experiment
+from nnx.config import ConfigError
+from nnx.trainer import STOP
+
+ROOT = Path(__file__).resolve().parent.parent
+CONF = Path(nnx.run.CONF_DIR)
+
+
+# -- helpers (each tracking test file keeps its own few lines) ------------------------------
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
+    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not path.exists():
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, store_template) -> str:
+    """A fresh store of this test's own: the URI of a copy of the template."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(store_template, path)
+    return f"sqlite:///{path}"
+
+
+def composed(overrides: list[str]) -> dict:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def client_for(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(uri)
+
+
+def only_run(uri: str, experiment_name: str):
+    client = client_for(uri)
+    exp = client.get_experiment_by_name(experiment_name)
+    assert exp is not None, f"no experiment {experiment_name!r} in {uri}"
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return runs[0]
+
+
+def artifacts(client, run_id: str, path: str = "") -> set[str]:
+    """Every artifact file of a run, recursively."""
+    out = set()
+    for item in client.list_artifacts(run_id, path or None):
+        if item.is_dir:
+            out |= artifacts(client, run_id, item.path)
+        else:
+            out.add(item.path)
+    return out
+
+
+def nnx_process(args: list[str], tmp_path: Path, uri: str, **popen) -> subprocess.Popen:
+    env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "nnx.run", *args,
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, **popen)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# -- import cost ---------------------------------------------------------------------------
+def test_import_nnx_never_imports_mlflow():
+    code = ("import sys, nnx, nnx.tracking, nnx.trainer, nnx.experiment, nnx.run, "
+            "nnx.sweep_callback, nnx.mlflow_model, nnx.plots\n"
+            "assert 'mlflow' not in sys.modules, 'mlflow was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+
+
+# -- a whole run, in process ---------------------------------------------------------------
+def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path):
+    import mlflow
+
+    from nnx.mlflow_model import load_snapshot
+
+    cfg = composed(["dataset=moons", "dataset.n_samples=64", "dataset.n_test=32",
+                    "model.hidden=[8]", "model.activation=tanh", "trainer.epochs=6",
+                    "trainer.batch_size=16", "trainer.log_every=1", f"tracking.uri={store}",
+                    "tracking.snapshot_every=2", "tracking.histograms_every=3", "name=moons_t"])
+    cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    result = experiment.train(cfg)
+    trainer = result["trainer"]
+    run = only_run(store, "moons_t")
+    client = client_for(store)
+    rid = run.info.run_id
+    assert run.info.status == "FINISHED"
+
+    # params: the flattened resolved config, minus where it is logged
+    params = run.data.params
+    assert params["optimizer.lr"] == str(cfg["optimizer"]["lr"])
+    assert params["model.hidden"] == "[8]"
+    assert params["dataset.name"] == "moons" and params["trainer.epochs"] == "6"
+    assert not any(k.startswith("tracking.") for k in params)
+
+    # tags: dataset, version, and every component's distribution and version
+    tags = run.data.tags
+    assert tags["dataset"] == "moons"
+    assert tags["nnx.version"] == nnx.__version__
+    for key in ("component.optimizer", "component.loss", "component.dataset",
+                "component.layer.dense", "component.activation.tanh",
+                "component.initializer.glorot_uniform"):
+        assert tags[key] == f"nnx {nnx.__version__}", key
+
+    # metrics: every key the trainer logged, at every epoch
+    for key in trainer.history[0]:
+        if key == "epoch":
+            continue
+        history = client.get_metric_history(rid, key)
+        assert [m.step for m in history] == [1, 2, 3, 4, 5, 6], key
+    assert {"layer0.weight_norm", "layer0.update_ratio", "grad_norm", "lr", "epoch_seconds",
+            "samples_per_second", "val_loss", "accuracy", "test_loss"} <= set(run.data.metrics)
+    assert run.data.metrics["objective"] == pytest.approx(result["metrics"]["objective"])
+
+    files = artifacts(client, rid)
+    assert {"config.yaml", "weights/epoch_00002.npz", "weights/epoch_00004.npz",
+            "weights/epoch_00006.npz", "weights/final.npz", "checkpoints/last.npz",
+            "plots/learning_curves.png", "plots/confusion_matrix.png",
+            "plots/decision_boundary.png", "plots/histograms/epoch_00003.png",
+            "plots/histograms/epoch_00006.png", "plots/histograms/final.png"} <= files, files
+    assert "error.txt" not in files and "error" not in tags
+
+    # weights: the final snapshot rebuilds the trained network exactly
+    x = result["dataset"].x_test
+    expected = trainer.network.predict(x)
+    snapshot = client.download_artifacts(rid, "weights/final.npz", str(tmp_path))
+    np.testing.assert_array_equal(load_snapshot(snapshot).predict(x), expected)
+
+    # model: a pyfunc that predicts exactly what the network predicts, with no pickle inside
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"runs:/{rid}/model")
+    np.testing.assert_array_equal(model.predict(x), expected)
+    local = Path(mlflow.artifacts.download_artifacts(f"runs:/{rid}/model", dst_path=str(tmp_path)))
+    stored = [p.name for p in local.rglob("*") if p.is_file()]
+    assert "weights.npz" in stored and "network.json" in stored
+    assert not [n for n in stored if n.endswith((".pkl", ".pickle", ".cloudpickle"))], stored
+    assert "loader_module: nnx.mlflow_model" in (local / "MLmodel").read_text()
+
+
+def test_failed_run_is_marked_failed_with_the_error(store):
+    cfg = composed(["experiment=xor", "debug=default", "objective=nope", f"tracking.uri={store}",
+                    "tracking.plots=false", "tracking.log_model=false"])
+    with pytest.raises(ConfigError, match="objective"):
+        experiment.train(cfg)
+    run = only_run(store, "xor")
+    assert run.info.status == "FAILED"
+    assert "ConfigError: objective: 'nope' is not a metric" in run.data.tags["error"]
+    client = client_for(store)
+    text = Path(client.download_artifacts(run.info.run_id, "error.txt")).read_text()
+    assert "status: FAILED" in text and "Traceback" in text and "ConfigError" in text
+
+
+def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
+    cfg = composed(["experiment=xor", "trainer.epochs=50", f"tracking.uri={store}",
+                    "tracking.plots=false", "tracking.log_model=false"])
+    cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
+    STOP.request("stopped by SIGTERM", 143)  # what nnx.run's signal handler does
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            experiment.train(cfg)
+    finally:
+        STOP.clear()
+    run = only_run(store, "xor")
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"].startswith("stopped by SIGTERM after epoch 1")
+    client = client_for(store)
+    assert {"error.txt", "checkpoints/last.npz"} <= artifacts(client, run.info.run_id)
+
+    # trainer.resume=<run id>: the checkpoint is downloaded from the store, training goes on
+    cfg = composed(["experiment=xor", "trainer.epochs=5", f"tracking.uri={store}",
+                    f"trainer.resume={run.info.run_id}", "tracking.plots=false",
+                    "tracking.log_model=false"])
+    cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "resumed" / "checkpoints")
+    result = experiment.train(cfg)
+    assert result["trainer"].epoch == 5
+    assert (tmp_path / "resumed" / "resume" / run.info.run_id / "last.npz").is_file()
+    exp = client.get_experiment_by_name("xor")
+    resumed = [r for r in client.search_runs([exp.experiment_id])
+               if r.info.run_id != run.info.run_id]
+    assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
+    assert resumed[0].data.tags["nnx.resumed_from"] == run.info.run_id
+    # epochs 2..5 were trained in the resumed run
+    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "loss")]
+    assert steps == [5]  # xor logs every 10 epochs, and always the last
+
+
+def test_resume_from_an_unknown_run_id_is_a_clear_error(store):
+    cfg = composed(["experiment=xor", f"tracking.uri={store}", "trainer.resume=" + "0" * 32])
+    with pytest.raises(FileNotFoundError, match=f"no MLflow run {'0' * 32} in sqlite"):
+        experiment.train(cfg)
+
+
+# -- pieces ----------------------------------------------------------------------------------
+def test_metrics_are_buffered_and_written_in_batches(store):
+    from nnx.mlflow_tracking import MlflowTracker, open_store
+
+    client = open_store(store)
+    exp = client.create_experiment("batches")
+    tracker = MlflowTracker(client, store, exp, {"flush_seconds": 3600})
+    tracker.start({"name": "batches", "objective": "m0"}, None, None)
+    for step in range(1, 251):  # 250 steps x 10 metrics = 2500 metrics
+        tracker.log_metrics({f"m{i}": step * 0.5 + i for i in range(10)}, step)
+    # two chunks of 1000 went to the background writer as soon as they were full; 500 wait
+    tracker._writer.drain()
+    written = sum(len(client.get_metric_history(tracker.run_id, f"m{i}")) for i in range(10))
+    assert written == 2000
+    tracker.finish()
+    run = client.get_run(tracker.run_id)
+    assert len(client.get_metric_history(tracker.run_id, "m9")) == 250
+    assert run.data.metrics["objective"] == 250 * 0.5 and run.info.status == "FINISHED"
+
+    timed = MlflowTracker(client, store, exp, {"flush_seconds": 1e-6})
+    timed.start({"name": "batches"}, None, None)
+    timed.log_metrics({"a": 1.0}, 1)  # the interval has passed: sent at once
+    timed._writer.drain()
+    assert len(client.get_metric_history(timed.run_id, "a")) == 1
+    timed.finish()
+
+
+def test_params_and_tags_are_clipped_to_mlflow_limits(store):
+    from nnx.mlflow_tracking import MlflowTracker, config_params, open_store
+
+    params = config_params({"model": {"hidden": list(range(3000))}, "k" * 300: 1,
+                            "tracking": {"uri": "x"}, "trainer": {"checkpoint_dir": "/x"}})
+    assert len(params["model.hidden"]) == 6000 and params["model.hidden"].endswith("...")
+    assert len(next(k for k in params if k.startswith("kkk"))) == 250
+    assert "tracking.uri" not in params and "trainer.checkpoint_dir" not in params
+    client = open_store(store)
+    tracker = MlflowTracker(client, store, client.create_experiment("limits"))
+    tracker.start({"name": "limits"}, None, None)
+    tracker.log_params(params)
+    tracker.set_tags({"long": "x" * 9000})
+    tracker.finish("FINISHED")
+    run = client.get_run(tracker.run_id)
+    assert len(run.data.params["model.hidden"]) == 6000
+    assert len(run.data.tags["long"]) == 8000
+
+
+def test_tracking_settings_are_checked():
+    from nnx.mlflow_tracking import check_settings
+
+    assert check_settings({"name": "mlflow", "uri": None})["flush_seconds"] == 10.0
+    for bad, message in [({"snapshot_evry": 1}, "tracking.snapshot_evry: unknown setting"),
+                         ({"snapshot_every": -1}, "tracking.snapshot_every: expected an integer"),
+                         ({"timeout": 0}, "tracking.timeout: expected a number of seconds"),
+                         ({"plots": "yes"}, "tracking.plots: expected true or false")]:
+        with pytest.raises(ConfigError, match=message):
+            check_settings(bad)
+
+
+def test_tracking_uri_resolution(monkeypatch, tmp_path):
+    from nnx.mlflow_tracking import DEFAULT_DB, resolve_uri
+
+    monkeypatch.delenv("NNX_TRACKING_URI", raising=False)
+    assert resolve_uri(None) == f"sqlite:///{DEFAULT_DB}"
+    assert DEFAULT_DB == ROOT / "mlflow.db"
+    monkeypatch.setenv("NNX_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
+    assert resolve_uri(None) == f"sqlite:///{tmp_path}/env.db"
+    assert resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"  # config beats env
+    monkeypatch.chdir(tmp_path)
+    assert resolve_uri("sqlite:///rel.db") == f"sqlite:///{tmp_path / 'rel.db'}"
+    assert resolve_uri("plain.db") == f"sqlite:///{tmp_path / 'plain.db'}"
+
+
+def test_unreachable_server_fails_in_seconds_naming_the_uri():
+    from nnx.mlflow_tracking import MlflowTracker, TrackingError
+
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.perf_counter()
+    with pytest.raises(TrackingError, match=uri.replace(".", r"\.")):
+        MlflowTracker.from_config({"name": "x", "tracking": {"name": "mlflow", "uri": uri}})
+    assert time.perf_counter() - started < 5
+
+
+# -- python -m nnx.run -------------------------------------------------------------------------
+def test_nnx_run_against_an_unreachable_server_fails_before_training(tmp_path):
+    uri = f"http://127.0.0.1:{free_port()}"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "nnx.run", "experiment=xor",
+                           f"tracking.uri={uri}", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 2
+    assert uri in done.stderr and "not reachable" in done.stderr
+    assert "final:" not in done.stdout and not (tmp_path / "run" / "checkpoints").exists()
+    assert elapsed < 15, f"took {elapsed:.1f} s"  # process start and imports included
+
+
+def wait_for_running_run(uri: str, timeout: float = 60):
+    """The run once it is RUNNING (created by the tracker's start, just before training)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        exp = client.get_experiment_by_name("tutorial")
+        if exp is not None:
+            runs = client.search_runs([exp.experiment_id])
+            if runs and runs[0].info.status == "RUNNING":
+                time.sleep(1.0)  # well into training
+                return runs[0]
+        time.sleep(0.3)
+    raise AssertionError("the run never started")
+
+
+def test_sigterm_marks_the_run_killed(store, tmp_path):
+    # Ctrl-C (SIGINT) takes the same handler in nnx.run; test_sweeps sends one to a sweep.
+    signum, code = signal.SIGTERM, 143
+    proc = nnx_process(["experiment=tutorial", "trainer.epochs=10000000", "trainer.log_every=1000",
+                        "tracking.plots=false", "tracking.log_model=false"], tmp_path, store)
+    try:
+        run = wait_for_running_run(store)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    client = client_for(store)
+    run = client.get_run(run.info.run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags["error"].startswith(f"stopped by {signal.Signals(signum).name}")
+    assert client.get_metric_history(run.info.run_id, "loss")  # flushed on the way out
+    # what python -m nnx.run adds: Hydra's folder, the job's log, the checkpoint
+    files = artifacts(client, run.info.run_id)
+    assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml",
+            "logs/run.log", "checkpoints/last.npz", "error.txt"} <= files, files
+    assert run.data.tags["nnx.output_dir"] == str(tmp_path / "run")
+    assert "nnx.job_num" not in run.data.tags and "mlflow.parentRunId" not in run.data.tags
