@@ -20,6 +20,7 @@ PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 # Presets whose data is large: a few steps on a slice of it.
 SHRINK = {
     "fashion_mnist_mlp": ["dataset.limit_train=512"],
+    "fashion_mnist_best": ["dataset.limit_train=512"],
 }
 
 
