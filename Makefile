@@ -30,7 +30,7 @@ test: install ## run the whole test suite
 	$(PY) -m pytest -q
 
 ui: install ## browse the runs: MLflow UI on http://127.0.0.1:5000 over ./mlflow.db
-	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
 bench: install ## speed benchmark (one BLAS thread), results in experiments/benchmarks/results/
 	$(PY) experiments/benchmarks/bench.py

@@ -221,7 +221,10 @@ class Trainer:
             self.epoch = epoch + 1
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, logs)
-            stopping = last or self.stop_training or STOP.reason is not None
+            # Read the signal flag once: a signal arriving later in this block is seen next epoch,
+            # so the checkpoint claimed in the message below is always the one written here.
+            signalled, exit_code = STOP.reason, STOP.exit_code
+            stopping = last or self.stop_training or signalled is not None
             if stopping or (epoch + 1) % cfg.log_every == 0:
                 self.history.append({"epoch": epoch + 1, **logs})
                 self.tracker.log_metrics(logs, step=epoch + 1)
@@ -230,12 +233,12 @@ class Trainer:
                 self.save_checkpoint()
             if bar is not epochs:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "loss" in k or "acc" in k})
-            if STOP.reason is not None:
+            if signalled is not None:
                 self.tracker.flush()
                 raise TrainingInterrupted(
-                    f"{STOP.reason} after epoch {self.epoch}"
+                    f"{signalled} after epoch {self.epoch}"
                     + (f"; checkpoint {self.checkpoint_path}" if cfg.checkpoint_dir else ""),
-                    STOP.exit_code)
+                    exit_code)
             if self.stop_training:
                 break
         for cb in self.callbacks:
