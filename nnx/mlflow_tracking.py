@@ -167,10 +167,12 @@ def open_store(uri: str, timeout: float = 5.0):
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
     try:
         with store_lock(uri):
-            client.search_experiments(max_results=1)  # creates and migrates a fresh store
+            # Constructing the client already creates and migrates a fresh sqlite store:
+            # two processes doing that at once corrupt it, so it happens under the lock.
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)
     except Exception as error:
         raise TrackingError(f"cannot open the MLflow store {uri}: {type(error).__name__}: "
                             f"{_first_line(error)}") from error
@@ -653,10 +655,9 @@ class MlflowTracker(Tracker):
         from nnx.metrics import labels_from_outputs, labels_from_targets
 
         trainer, ds = self.trainer, self.dataset
-        network = trainer.network
         title = str(self.config.get("name", ""))
-        threshold = trainer.config.decision_threshold
         try:
+            network, threshold = trainer.network, trainer.config.decision_threshold
             with tempfile.TemporaryDirectory(prefix="nnx-plot-") as tmp:
                 path = Path(tmp) / Path(artifact).name
                 if what == "curves":

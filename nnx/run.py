@@ -11,10 +11,12 @@ works for every registered optimizer.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -95,15 +97,21 @@ def main(cfg: DictConfig) -> float:
 
 
 def _check_output_dir(argv: list[str]) -> None:
-    """Create a run folder given on the command line now: Hydra creates it before ``main``
-    and reports a failure with a traceback, here it gets one line."""
+    """Check that a run folder given on the command line can be made: Hydra makes it before
+    ``main`` and reports a failure with a traceback; here it gets one line. Nothing is left
+    behind (a folder made to probe is removed)."""
     key = "hydra.sweep.dir=" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir="
     given = [a.lstrip("+")[len(key):] for a in argv if a.lstrip("+").startswith(key)]
     folder = given[-1].strip("'\"") if given else ""
     if not folder or "${" in folder:
         return
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
     try:
-        Path(folder).expanduser().mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(existing))
+        if existing != path:
+            os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".nnx-probe-"))
     except OSError as error:
         print(f"nnx: error: {key[:-1]}: cannot create the output folder {folder} "
               f"({error.strerror or error}); pick a writable folder", file=sys.stderr)

@@ -140,7 +140,13 @@ class MlflowSweepCallback(Callback):
                 "direction": self.direction, "overrides": overrides, "search_space": space,
                 "sweeper": str((hydra.get("sweeper") or {}).get("_target_", "")),
                 "launcher": str((hydra.get("launcher") or {}).get("_target_", ""))}
-        self.env = mt.start_sweep(tracking, str(config.get("name") or "default"), info)
+        try:
+            self.env = mt.start_sweep(tracking, str(config.get("name") or "default"), info)
+        except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning and go on
+            # Jobs without a parent, racing on a store nobody created, are what this callback
+            # exists to prevent: stop the sweep here, with one line.
+            print(f"nnx: error: {error}", file=sys.stderr)
+            sys.exit(2)
         self.env[mt.ENV_SWEEPER] = info["sweeper"]
         self.env[mt.ENV_SWEPT] = json.dumps(sorted(space))
         os.environ.update(self.env)
@@ -175,6 +181,11 @@ class MlflowSweepCallback(Callback):
             import yaml
 
             results = yaml.safe_load(path.read_text()) or None
-        mt.end_sweep(self.env, self.direction, results=results)
+        try:
+            mt.end_sweep(self.env, self.direction, results=results)
+        except Exception as error:  # noqa: BLE001 - the exit hook tries again
+            print(f"nnx: warning: closing the sweep's MLflow run failed: {type(error).__name__}: "
+                  f"{error}", file=sys.stderr)
+            return
         GUARD.disarm()
         self.env = None

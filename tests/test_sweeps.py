@@ -177,3 +177,17 @@ def test_tracking_none_configures_no_sweep_callback():
         "nnx.sweep_callback.MlflowSweepCallback"
     assert "mlflow_sweep" not in (untracked.hydra.callbacks or {})
     assert untracked.tracking.name == "none"
+
+
+def test_a_sweep_against_an_unreachable_server_stops_before_any_job(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    done = sweep(["experiment=xor", "optimizer=sgd,adam", f"tracking.uri={uri}"], tmp_path,
+                 "")
+    assert done.returncode == 2
+    assert f"nnx: error: MLflow tracking server {uri} is not reachable" in done.stderr
+    assert "Launching" not in done.stdout + done.stderr  # no job started
