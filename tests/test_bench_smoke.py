@@ -27,8 +27,9 @@ def test_quick_bench_reports_every_contender(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     doc = json.loads((out / "bench.json").read_text())
     contenders = doc["contenders"]
-    assert set(contenders) >= {"floor", "nnx_trainer", "nnx_loop", "nnx_run", "sklearn",
-                               "torch_adam", "torch_fused_adam"}
+    assert set(contenders) >= {"floor", "nnx_trainer", "nnx_loop", "nnx_trainer_mlflow",
+                               "nnx_run", "sklearn", "torch_adam", "torch_fused_adam"}
+    assert len(contenders["nnx_trainer_mlflow"]["epoch_seconds"]) == doc["meta"]["epochs"]
     for key in ("floor", "nnx_trainer", "nnx_loop", "sklearn"):
         assert len(contenders[key]["wall"]) == doc["meta"]["epochs"], key
         assert "growth_mib" in contenders[key]["memory"], key

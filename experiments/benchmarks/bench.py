@@ -56,8 +56,8 @@ import contenders as C  # after the thread settings and the path
 import report
 
 RESULTS = HERE / "results"
-KEYS = ["floor", "nnx_trainer", "nnx_loop", "nnx_run", "sklearn", "torch_adam",
-        "torch_fused_adam"]
+KEYS = ["floor", "nnx_trainer", "nnx_trainer_mlflow", "nnx_loop", "nnx_run", "sklearn",
+        "torch_adam", "torch_fused_adam"]
 TUTORIAL_KEYS = ["tutorial_numpy", "tutorial_nnx", "tutorial_run_none", "tutorial_run_tracking"]
 
 
@@ -88,9 +88,6 @@ def machine(torch_loaded: bool) -> dict:
         numpy_blas = f"{blas_build.get('name')} {blas_build.get('version')}"
     except (AttributeError, KeyError, TypeError, ValueError):  # NumPy's layout to change
         numpy_blas = "unknown"
-    pools = [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
-                                    "architecture", "threading_layer")}
-             | {"library": Path(p["filepath"]).name} for p in threadpool_info()]
     info = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "cpu_model": cpu,
@@ -103,7 +100,7 @@ def machine(torch_loaded: bool) -> dict:
         "scikit-learn": version("scikit-learn"),
         "torch": version("torch"),
         "mlflow": version("mlflow"),
-        "threadpools": pools,
+        "threadpools": thread_pools(),
         "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
                                                "OPENBLAS_L2_SIZE")},
@@ -121,6 +118,12 @@ def machine(torch_loaded: bool) -> dict:
             "num_interop_threads": torch.get_num_interop_threads(),
         }
     return info
+
+
+def thread_pools() -> list[dict]:
+    return [{k: p.get(k) for k in ("user_api", "internal_api", "version", "num_threads",
+                                   "architecture", "threading_layer")}
+            | {"library": Path(p["filepath"]).name} for p in threadpool_info()]
 
 
 def check_one_thread() -> list[str]:
@@ -239,55 +242,47 @@ def nnx_run_fashion(epochs: int, limit: int, quick: bool, tmp: Path) -> dict:
 
 
 # -- 1. the race --------------------------------------------------------------------------------
-def race(ds, epochs: int, use_torch: bool, run_middle) -> dict:
-    """Every contender, one epoch each per round, rounds driven by the nnx Trainer's callback."""
-    from nnx.trainer import Callback
-
+def race(ds, epochs: int, use_torch: bool, tracked_overrides: list[str] | None,
+         run_middle) -> dict:
+    """Every contender, one epoch each per round, in an order that rotates every round."""
     x, y = ds.x_train, ds.y_train
-    others = [C.Floor(x), C.NnxLoop(x, y), C.Sklearn(x, y)]
+    contenders = [C.nnx_trainer_turns(x, y, epochs)]
+    notes = {}
+    if tracked_overrides is not None:
+        try:
+            contenders.append(C.nnx_tracked_turns(tracked_overrides))
+        except ImportError as exc:
+            notes["nnx_trainer_mlflow"] = f"skipped: {exc}"
+    contenders += [C.Floor(x), C.NnxLoop(x, y), C.Sklearn(x, y)]
     if use_torch:
-        others += [C.Torch(x, y, fused=False), C.Torch(x, y, fused=True)]
-    samples = {c.key: {"wall": [], "cpu": []} for c in others}
-    samples["nnx_trainer"] = {"wall": [], "cpu": [], "epoch_seconds": []}
+        contenders += [C.Torch(x, y, fused=False), C.Torch(x, y, fused=True)]
+    samples = {c.key: {"wall": [], "cpu": []} for c in contenders}
     middle: dict = {}
-
-    class RoundRobin(Callback):
-        def on_train_start(self, trainer):
-            self.clock = C.Clock().__enter__()
-
-        def on_epoch_end(self, trainer, epoch, logs):
-            self.clock.__exit__()
-            own = samples["nnx_trainer"]
-            own["wall"].append(self.clock.wall)
-            own["cpu"].append(self.clock.cpu)
-            own["epoch_seconds"].append(logs["epoch_seconds"])
-            shift = epoch % len(others)  # rotate the order: no contender always runs first
-            for contender in others[shift:] + others[:shift]:
-                with C.Clock() as clock:
-                    contender.epoch()
-                samples[contender.key]["wall"].append(clock.wall)
-                samples[contender.key]["cpu"].append(clock.cpu)
-            log(f"round {epoch + 1}/{epochs}: " + ", ".join(
-                f"{k} {v['wall'][-1]:.2f}s" for k, v in samples.items()))
-            if epoch == max(epochs // 2 - 1, 0):
-                middle.update(run_middle())
-            self.clock = C.Clock().__enter__()
-
-    trainer = C.nnx_trainer(x, y, epochs, [RoundRobin()])
-    trainer.fit(x, y)
+    for r in range(epochs):
+        shift = r % len(contenders)  # no contender always runs first, or after the same one
+        for contender in contenders[shift:] + contenders[:shift]:
+            with C.Clock() as clock:
+                contender.epoch()
+            samples[contender.key]["wall"].append(clock.wall)
+            samples[contender.key]["cpu"].append(clock.cpu)
+        log(f"round {r + 1}/{epochs}: " + ", ".join(
+            f"{k} {v['wall'][-1]:.2f}s" for k, v in samples.items()))
+        if r == max(epochs // 2 - 1, 0):
+            middle.update(run_middle())
     results = {}
-    for contender in [trainer, *others]:
-        key = getattr(contender, "key", "nnx_trainer")
-        entry = results[key] = {"key": key, **samples[key]}
-        if contender is trainer:
-            entry["label"] = "nnx Trainer (Python API)"
-            entry["accuracy"] = C.argmax_accuracy(trainer.network.predict(ds.x_test), ds.y_test)
-        else:
-            entry["label"] = contender.label
-            entry["accuracy"] = contender.accuracy(ds.x_test, ds.y_test)
-            entry["note"] = getattr(contender, "note", "")
-        if key == "sklearn":
+    for contender in contenders:
+        if isinstance(contender, C.TrainerTurns):
+            contender.finish()
+        entry = results[contender.key] = {"key": contender.key, "label": contender.label,
+                                          **samples[contender.key]}
+        if isinstance(contender, C.TrainerTurns):
+            entry["epoch_seconds"] = contender.epoch_seconds
+        entry["accuracy"] = contender.accuracy(ds.x_test, ds.y_test)
+        entry["note"] = getattr(contender, "note", "")
+        if contender.key == "sklearn":
             entry["dtype"] = contender.dtype
+    for key, note in notes.items():
+        results[key] = {"key": key, "skipped": note}
     results["nnx_run"] = middle
     return results
 
@@ -528,13 +523,19 @@ def profile_epoch(ds, epochs: int) -> dict:
 
 
 # -- 5. scaling ---------------------------------------------------------------------------------
-def scaling(ds, n: int, batches: list[int], widths: list[int], repeats: int) -> list[dict]:
+def scaling(ds, batch_samples: int, width_samples: int, batches: list[int], widths: list[int],
+            repeats: int) -> list[dict]:
+    """Epoch time of the nnx loop and of the floor over batch size (hidden 256-128) and over
+    width w (hidden w-w/2, batch 128), float32 and float64; medians of ``repeats`` alternating
+    epochs. The width sweep uses fewer images (its wide end is slow); the report gives seconds
+    per 10000 images for both."""
     rows = []
     for dtype in (np.float32, np.float64):
-        x = ds.x_train[:n].astype(dtype)
-        y = ds.y_train[:n]
-        points = [("batch", b, 256) for b in batches] + [("width", 128, w) for w in widths]
-        for sweep, batch, width in points:
+        points = ([("batch", b, 256, batch_samples) for b in batches]
+                  + [("width", 128, w, width_samples) for w in widths])
+        for sweep, batch, width, n in points:
+            x = ds.x_train[:n].astype(dtype)
+            y = ds.y_train[:n]
             hidden = (width, max(width // 2, 1))
             nnx_loop = C.NnxLoop(x, y, hidden=hidden, batch=batch)
             floor = C.Floor(x, hidden=hidden, batch=batch)
@@ -548,7 +549,7 @@ def scaling(ds, n: int, batches: list[int], widths: list[int], repeats: int) -> 
                    "hidden": list(hidden), "samples": n,
                    "nnx_s": C.median(walls["nnx"]), "floor_s": C.median(walls["floor"])}
             rows.append(row)
-            log(f"scaling {row['dtype']} {sweep}: batch {batch} hidden {hidden}: "
+            log(f"scaling {row['dtype']} {sweep}: batch {batch} hidden {hidden}, {n} images: "
                 f"nnx {row['nnx_s']:.3f}s floor {row['floor_s']:.3f}s")
     return rows
 
@@ -565,6 +566,8 @@ def parse_args(argv=None):
     p.add_argument("--skip-torch", action="store_true", help="as if PyTorch were not installed")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results go (default: "
                    "experiments/benchmarks/results; only then is the README's table refreshed)")
+    p.add_argument("--report", type=Path, metavar="JSON", help="measure nothing: rewrite the "
+                   "report (bench.md, scaling.png, README table) from a saved bench.json")
     p.add_argument("--memory-worker", metavar="KEY", help=argparse.SUPPRESS)
     p.add_argument("--limit", type=int, default=0, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -575,6 +578,13 @@ def main(argv=None) -> int:
     if args.memory_worker:
         with threadpool_limits(1):
             print(json.dumps(memory_worker(args.memory_worker, args.limit, 1)))
+        return 0
+    if args.report:
+        saved = json.loads(args.report.read_text())
+        doc = report.build(saved["meta"], saved["contenders"], saved["tutorial"],
+                           saved["profile"], saved["scaling"])
+        report.write(doc, args.out, readme=HERE / "README.md" if args.out == RESULTS else None)
+        print(report.markdown(doc, title=True))
         return 0
     quick = args.quick
     epochs = args.epochs or (2 if quick else 8)
@@ -592,7 +602,6 @@ def main(argv=None) -> int:
     with threadpool_limits(1), tempfile.TemporaryDirectory(prefix="nnx-bench-") as tmpdir:
         tmp = Path(tmpdir)
         meta = machine(use_torch)
-        meta["more_than_one_thread"] = check_one_thread()
         ds = C.load_fashion(limit)
         meta.update(epochs=epochs, quick=quick, train_samples=len(ds.x_train),
                     test_samples=len(ds.x_test), dataset_mib=C.dataset_mib(ds))
@@ -602,14 +611,22 @@ def main(argv=None) -> int:
             log(f"python -m nnx.run experiment=fashion_mnist_mlp, {epochs} epochs (MLflow on)")
             return nnx_run_fashion(epochs, limit, quick, tmp)
 
-        results = race(ds, epochs, use_torch, middle)
+        tracked = ["experiment=fashion_mnist_mlp", f"trainer.epochs={epochs}",
+                   "trainer.progress=false", f"tracking.uri=sqlite:///{tmp / 'inprocess.db'}"]
+        tracked += [f"dataset.limit_train={limit}"] if limit else []
+        results = race(ds, epochs, use_torch, tracked, middle)
         phase("race (nnx.run included)")
+        # Every library is loaded by now (scikit-learn's OpenMP, torch, mlflow's imports):
+        # the pools and their thread counts as the race ran.
+        meta["threadpools"] = thread_pools()
+        meta["more_than_one_thread"] = check_one_thread()
         if not use_torch:
             why = ("--skip-torch given" if args.skip_torch
                    else "PyTorch is not installed (pip install torch to include it)")
             for key in ("torch_adam", "torch_fused_adam"):
                 results[key] = {"key": key, "skipped": why}
-        mem_keys = [k for k in KEYS if k != "nnx_run" and "skipped" not in results[k]]
+        mem_keys = [k for k in KEYS if k not in ("nnx_run", "nnx_trainer_mlflow")
+                    and "skipped" not in results[k]]
         for key, value in memory(mem_keys, limit, tmp).items():
             results[key]["memory"] = value
         if "process_peak_mib" in results["nnx_run"]:
@@ -625,10 +642,9 @@ def main(argv=None) -> int:
         rows = []
         if not args.skip_scaling:
             if quick:
-                rows = scaling(ds, 1000, [32, 512], [64, 512], 1)
+                rows = scaling(ds, 1000, 1000, [32, 512], [64, 512], 1)
             else:
-                full = C.load_fashion(0) if limit else ds
-                rows = scaling(full, 10000, [32, 64, 128, 256, 512, 1024, 2048, 4096],
+                rows = scaling(ds, 10000, 5000, [32, 64, 128, 256, 512, 1024, 2048, 4096],
                                [64, 128, 256, 512, 1024, 2048], 3)
             phase("scaling")
         meta["loadavg_end"] = os.getloadavg()

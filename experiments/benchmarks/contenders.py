@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 import time
 import warnings
 
@@ -132,6 +133,108 @@ def nnx_trainer(x, y, epochs: int, callbacks: list, seed: int = 0):
     config = TrainConfig(epochs=epochs, batch_size=BATCH, progress=False, callbacks=callbacks)
     return Trainer(net, loss, opt, config=config, rng=np.random.default_rng([seed, 2]),
                    task="classification")
+
+
+class TrainerTurns:
+    """A ``Trainer.fit`` that trains one epoch per call of ``epoch()``, so that it can take
+    turns with the other contenders.
+
+    ``fit`` runs in a thread of its own and, at every epoch end (a callback), hands control
+    back and waits for its next turn: one thread works at a time. A turn is everything between
+    two epoch ends: the previous epoch's bookkeeping after the callbacks (history, tracker),
+    the training pass, and the validation pass when there is a validation set.
+    ``fit_call`` runs ``fit`` (and whatever wraps it); ``finish()`` lets it run to its end.
+    """
+
+    def __init__(self, key: str, label: str, trainer, fit_call) -> None:
+        from nnx.trainer import Callback
+
+        owner = self
+        self.key, self.label, self.trainer, self.note = key, label, trainer, ""
+        self.epoch_seconds: list[float] = []
+        self._go, self._done = threading.Event(), threading.Event()
+        self._error: BaseException | None = None
+        self._finished = False
+
+        class Pause(Callback):
+            def on_epoch_end(self, trainer, epoch, logs):
+                owner.epoch_seconds.append(logs["epoch_seconds"])
+                owner._done.set()
+                owner._go.wait()
+                owner._go.clear()
+
+        trainer.callbacks.append(Pause())
+
+        def run():
+            owner._go.wait()
+            owner._go.clear()
+            try:
+                fit_call()
+            except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
+                owner._error = exc
+            finally:
+                owner._finished = True
+                owner._done.set()
+
+        self._thread = threading.Thread(target=run, name=key, daemon=True)
+        self._thread.start()
+
+    def epoch(self) -> None:
+        if self._finished:
+            raise RuntimeError(f"{self.key}: fit() has already ended")
+        self._go.set()
+        self._done.wait()
+        self._done.clear()
+        if self._error is not None:
+            raise self._error
+
+    def finish(self) -> None:
+        if not self._finished:
+            self._go.set()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def accuracy(self, x_test, y_test):
+        return argmax_accuracy(self.trainer.network.predict(x_test), y_test)
+
+
+def nnx_trainer_turns(x, y, epochs: int, seed: int = 0) -> TrainerTurns:
+    trainer = nnx_trainer(x, y, epochs, [], seed)
+    return TrainerTurns("nnx_trainer", "nnx Trainer (Python API)", trainer,
+                        lambda: trainer.fit(x, y))
+
+
+def nnx_tracked_turns(overrides: list[str]) -> TrainerTurns:
+    """What ``python -m nnx.run <overrides>`` runs, in this process: the Hydra-composed
+    config, ``nnx.experiment.build``, the MLflow tracker it picks, ``fit`` with the test set
+    as validation set (as ``nnx.experiment.train`` does; its end-of-run model and plots are
+    left out: they are no part of an epoch)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    import nnx.run
+    from nnx import experiment
+
+    with initialize_config_dir(config_dir=str(nnx.run.CONF_DIR), version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    trainer, ds, out_features = experiment.build(cfg)
+    loss_name, dtype = cfg["loss"]["name"], np.dtype(cfg["dtype"])
+    y_train = experiment.encode_targets(ds.y_train, ds, loss_name, out_features, dtype)
+    y_test = experiment.encode_targets(ds.y_test, ds, loss_name, out_features, dtype)
+    trainer.tracker = experiment.make_tracker(cfg)
+
+    def fit():
+        status = "FAILED"
+        trainer.tracker.start(cfg, trainer, ds)
+        try:
+            trainer.fit(ds.x_train, y_train, ds.x_test, y_test)
+            status = "FINISHED"
+        finally:
+            trainer.tracker.finish(status)
+
+    return TrainerTurns("nnx_trainer_mlflow", "nnx Trainer + MLflow tracker (nnx.run's setup, "
+                        "in process)", trainer, fit)
 
 
 # -- scikit-learn -------------------------------------------------------------------------------
