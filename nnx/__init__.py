@@ -4,8 +4,9 @@
 """
 
 from nnx.network import Network, mlp
+
 # The registry's shortcuts; ``nnx.registry`` stays the module (registry(kind) lives there).
 from nnx.registry import build, get, names
 
 __version__ = "0.1.0"
-__all__ = ["Network", "mlp", "build", "get", "names", "__version__"]
+__all__ = ["Network", "__version__", "build", "get", "mlp", "names"]

@@ -11,8 +11,8 @@ import tempfile
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+import matplotlib.pyplot as plt
+from mlflow.tracking import MlflowClient
 
 
 def main() -> None:
