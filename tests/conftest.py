@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,22 @@ def run_nnx(args: list[str], tmp_path: Path, *, module: str = "nnx.run", timeout
 def nnx_run(tmp_path):
     """``nnx_run(args)`` -> CompletedProcess of a real ``python -m nnx.run``."""
     return lambda args, **kw: run_nnx(args, tmp_path, **kw)
+
+
+@pytest.fixture(scope="session")
+def store_template(tmp_path_factory) -> Path:
+    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
+    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not path.exists():
+        from mlflow.tracking import MlflowClient
+
+        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
+@pytest.fixture
+def store(tmp_path, store_template) -> str:
+    """A fresh store of this test's own: the URI of a copy of the template."""
+    path = tmp_path / "mlflow.db"
+    shutil.copy(store_template, path)
+    return f"sqlite:///{path}"

@@ -122,17 +122,6 @@ def fashion_files(folder: Path, labels: np.ndarray, truncate: bool = False) -> N
         images.write_bytes(images.read_bytes()[:40])
 
 
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
 def other_checkpoint(folder: Path) -> None:
     """A real checkpoint of another architecture (moons, hidden [8])."""
     from hydra import compose, initialize_config_dir

@@ -14,17 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
 def python(args: list[str], cwd: Path, uri: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,

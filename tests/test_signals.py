@@ -27,17 +27,6 @@ TUTORIAL = ["experiment=tutorial", "trainer.epochs=100000000", "trainer.log_ever
 NO_EXTRAS = ["tracking.plots=false", "tracking.log_model=false"]
 
 
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
 def start(args: list[str], run_dir: Path, uri: str) -> subprocess.Popen:
     env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, "-m", "nnx.run", *args, f"hydra.run.dir={run_dir}"],

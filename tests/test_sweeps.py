@@ -6,7 +6,6 @@ Every test runs ``python -m nnx.run -m ...`` for real, against a store in a temp
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,24 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["tracking.plots=false", "tracking.log_model=false"]
-
-
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, store_template) -> str:
-    path = tmp_path / "mlflow.db"
-    shutil.copy(store_template, path)
-    return f"sqlite:///{path}"
 
 
 def sweep(args: list[str], tmp_path: Path, uri: str, timeout: float = 240,

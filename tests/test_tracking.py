@@ -7,7 +7,6 @@ In-process tests train with ``nnx.experiment.train`` on composed configs; the re
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,25 +29,6 @@ CONF = Path(nnx.run.CONF_DIR)
 
 
 # -- helpers (each tracking test file keeps its own few lines) ------------------------------
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-@pytest.fixture
-def store(tmp_path, store_template) -> str:
-    """A fresh store of this test's own: the URI of a copy of the template."""
-    path = tmp_path / "mlflow.db"
-    shutil.copy(store_template, path)
-    return f"sqlite:///{path}"
-
-
 def composed(overrides: list[str]) -> dict:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=overrides)

@@ -18,21 +18,9 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent  # the venv's bin: mlflow, and uvicorn for models serve
-
-
-@pytest.fixture(scope="session")
-def store_template(tmp_path_factory) -> Path:
-    """An empty, migrated sqlite store, made once per session (creating one takes seconds)."""
-    path = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not path.exists():
-        from mlflow.tracking import MlflowClient
-
-        MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
 
 
 def free_port() -> int:
