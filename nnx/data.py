@@ -13,6 +13,7 @@ imported inside the sources that use them, so ``import nnx`` stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import gzip
@@ -336,46 +337,92 @@ class DatasetNotFound(FileNotFoundError):
     """The files of a dataset are nowhere to be found and could not be downloaded."""
 
 
-def read_idx(path) -> np.ndarray:
+def _open_idx(path: Path):
+    """Open an IDX file (gzip decided by content, not by name) and read its header.
+
+    Returns (stream positioned at the values, shape, big-endian dtype).
+    """
+    stream = path.open("rb")
+    if stream.read(2) == b"\x1f\x8b":  # the gzip magic number
+        stream.seek(0)
+        stream = gzip.GzipFile(fileobj=stream, mode="rb")
+    else:
+        stream.seek(0)
+    head = stream.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+        stream.close()
+        raise ValueError(f"{path}: not an IDX file (magic number {head.hex() or 'missing'}, "
+                         "expected 0000 followed by a type code and a dimension count)")
+    code, ndim = head[2], head[3]
+    if code not in _IDX_TYPES:
+        stream.close()
+        known = ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known codes: {known}")
+    if ndim == 0:
+        stream.close()
+        raise ValueError(f"{path}: IDX header gives 0 dimensions")
+    sizes = stream.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
+        stream.close()
+        raise ValueError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, "
+                         f"need {4 + 4 * ndim})")
+    return stream, struct.unpack(f">{ndim}I", sizes), np.dtype(_IDX_TYPES[code])
+
+
+def read_idx(path, dtype=None) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzip-compressed or raw.
 
     Layout, big-endian: bytes 0, 0, a type code (0x08 uint8, 0x09 int8, 0x0B int16,
     0x0C int32, 0x0D float32, 0x0E float64), the number of dimensions d; then d uint32
     sizes; then the values in C order. http://yann.lecun.com/exdb/mnist/ (bottom of page).
 
-    Returns an array of those sizes in native byte order (read-only for uint8: it is a view
-    of the file's bytes). Raises ValueError naming the file when it is truncated, has bytes
-    left over, or its header is not IDX. Never unpickles anything.
+    Returns an array of those sizes, in the file's type (native byte order) or in ``dtype``.
+    The values are streamed through a small buffer into the result, so the peak memory is
+    the result alone: neither the compressed nor the decompressed bytes are ever held whole
+    (for Fashion-MNIST in float32 that is the difference between 1.0x and 1.35x the dataset).
+    Raises ValueError naming the file when it is truncated, has bytes left over, is corrupt
+    gzip or its header is not IDX. Never unpickles anything.
     """
     path = Path(path)
-    raw = path.read_bytes()
-    if raw[:2] == b"\x1f\x8b":  # the gzip magic number: decided by content, not by name
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
-        raise ValueError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}, "
-                         "expected 0000 followed by a type code and a dimension count)")
-    code, ndim = raw[2], raw[3]
-    if code not in _IDX_TYPES:
-        known = ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known codes: {known}")
-    if ndim == 0:
-        raise ValueError(f"{path}: IDX header gives 0 dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header ({len(raw)} bytes, need {header})")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    dtype = np.dtype(_IDX_TYPES[code])
-    count = math.prod(shape)
-    expected, found = count * dtype.itemsize, len(raw) - header
-    if found != expected:
-        problem = "truncated" if found < expected else "corrupt (bytes left over)"
-        raise ValueError(f"{path}: {problem}: shape {shape} needs {expected} bytes of data, "
-                         f"found {found}")
-    data = np.frombuffer(raw, dtype=dtype, count=count, offset=header).reshape(shape)
-    return data.astype(dtype.newbyteorder("="), copy=False)
+    chunk_bytes = 1 << 22  # 4 MiB: large enough that the Python loop is free, small for memory
+    with _gzip_errors(path):
+        stream, shape, file_dtype = _open_idx(path)
+        with stream:
+            out = np.empty(shape, dtype or file_dtype.newbyteorder("="))
+            flat = out.reshape(-1)
+            rows = max(1, chunk_bytes // file_dtype.itemsize)
+            buffer = np.empty(min(rows, flat.size), file_dtype)
+            for start in range(0, flat.size, rows):
+                chunk = buffer[: min(rows, flat.size - start)]
+                got = stream.readinto(memoryview(chunk).cast("B"))
+                if got < chunk.nbytes:
+                    found = start * file_dtype.itemsize + got
+                    raise ValueError(f"{path}: truncated: shape {shape} needs "
+                                     f"{flat.size * file_dtype.itemsize} bytes of data, "
+                                     f"found {found}")
+                flat[start:start + len(chunk)] = chunk  # converts byte order and type
+            if stream.read(1):
+                raise ValueError(f"{path}: corrupt (bytes left over): shape {shape} needs "
+                                 f"{flat.size * file_dtype.itemsize} bytes of data, found more")
+    return out
+
+
+def idx_header(path) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and value type (native byte order) an IDX file declares; reads the header only."""
+    path = Path(path)
+    with _gzip_errors(path):
+        stream, shape, file_dtype = _open_idx(path)
+        stream.close()
+    return shape, file_dtype.newbyteorder("=")
+
+
+@contextlib.contextmanager
+def _gzip_errors(path: Path):
+    """A cut or damaged gzip stream, as a ValueError that names the file."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path}: corrupt or truncated gzip data ({exc})") from exc
 
 
 class FashionMNIST(DatasetSource):
@@ -482,28 +529,27 @@ class FashionMNIST(DatasetSource):
             if not self.download:
                 raise DatasetNotFound(self.missing_message("Downloading is off (download=false)."))
             files = self.fetch()
-        x_train, y_train = self._read_pair(files["x_train"], files["y_train"])
-        x_test, y_test = self._read_pair(files["x_test"], files["y_test"])
-        if self.limit_train:
-            x_train, y_train = x_train[: self.limit_train], y_train[: self.limit_train]
-        return Dataset(self.name, _scale_pixels(x_train, dt), y_train.astype(np.int64),
-                       _scale_pixels(x_test, dt), y_test.astype(np.int64), "classification", 10)
+        x_train, y_train = self._read_pair(files["x_train"], files["y_train"], dt)
+        x_test, y_test = self._read_pair(files["x_test"], files["y_test"], dt)
+        if self.limit_train:  # copies, so that the rest of the training set is freed
+            x_train, y_train = x_train[: self.limit_train].copy(), y_train[: self.limit_train]
+        return Dataset(self.name, x_train, y_train, x_test, y_test, "classification", 10)
 
     @staticmethod
-    def _read_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
-        images, labels = read_idx(images_path), read_idx(labels_path)
-        if images.ndim != 3 or images.dtype != np.uint8:
+    def _read_pair(images_path: Path, labels_path: Path,
+                   dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 images (n, rows, cols) as ``dtype`` (n, rows * cols) in [0, 1]; int64 labels."""
+        shape, file_dtype = idx_header(images_path)
+        if len(shape) != 3 or file_dtype != np.uint8:
             raise ValueError(f"{images_path}: expected uint8 images (n, rows, cols), "
-                             f"got {images.dtype} of shape {images.shape}")
+                             f"got {file_dtype} of shape {shape}")
+        images = read_idx(images_path, dtype)  # converted while streaming: no uint8 copy
+        labels = read_idx(labels_path, np.int64)
         if labels.shape != (len(images),):
             raise ValueError(f"{labels_path}: expected {len(images)} labels, "
                              f"got shape {labels.shape}")
-        return images, labels
-
-
-def _scale_pixels(images: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """uint8 (n, rows, cols) -> (n, rows * cols) in [0, 1]: one pass, one new array."""
-    return np.divide(images.reshape(len(images), -1), 255.0, dtype=dtype)
+        images /= 255.0  # in place: the same values as dividing the uint8 pixels in dtype
+        return images.reshape(len(images), -1), labels
 
 
 # -- MNIST-1D ----------------------------------------------------------------------------------
