@@ -57,7 +57,8 @@ class Dense(Module):
                 f"{self.name} layer expects input of shape (n, {W.shape[0]}), got {x.shape}"
             )
         self._x = x
-        out = self._out = reuse(self._out, (x.shape[0], W.shape[1]), np.result_type(x, W))
+        dtype = W.dtype if x.dtype == W.dtype else np.result_type(x, W)  # skip a slow call
+        out = self._out = reuse(self._out, (x.shape[0], W.shape[1]), dtype)
         np.matmul(x, W, out=out)
         if self.bias:
             out += self.params["b"]

@@ -9,7 +9,13 @@ because the network keeps every parameter and gradient in one flat buffer (see n
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
+
+# all_finite's dot product overflows on huge finite values, as it may: then min/max decide.
+warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning, __name__)
 
 
 def reuse(buffer: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
@@ -22,6 +28,23 @@ def reuse(buffer: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
     if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
         return np.empty(shape, dtype)
     return buffer
+
+
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every element of a numeric array is finite (no NaN, no inf).
+
+    Checked every step, so it is cheap: one BLAS dot product x.x, in which NaN and inf
+    propagate, instead of ``np.isfinite(x).all()`` (a boolean temporary the size of x and
+    two calls). The dot product needs a contiguous array, and it can overflow on huge finite
+    values (|x| > 1e154 in float64): then min and max, which never allocate, decide.
+    """
+    if x.dtype.kind in "biu" or x.size == 0:
+        return True  # integers are always finite
+    if x.flags.c_contiguous:
+        flat = x.reshape(-1)
+        if math.isfinite(np.dot(flat, flat)):
+            return True
+    return bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
 class Module:

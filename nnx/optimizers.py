@@ -181,6 +181,17 @@ class Adam(Optimizer):
         m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g**2
         p = p - lr / (1 - beta1**t) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
     ``weight_decay`` is L2 added to g; for decoupled decay use ``adamw``.
+
+    Speed: the update is memory-bound (every pass reads and writes whole arrays as large as
+    the network), so it is written as few passes over as few arrays as it can be. The state
+    keeps the moments without their (1 - beta) factors,
+
+        m_sum = beta1 * m_sum + g  (= m / (1 - beta1)),   v_sum = beta2 * v_sum + g**2,
+
+    and those factors join the bias corrections in two scalars per step (``c1``, ``c2``
+    below). That is 10 passes over p, g, m_sum and v_sum instead of 13 over them and a
+    scratch array: about 20% of the Adam step, which is a quarter of a Fashion-MNIST epoch.
+    ``moments(state)`` gives m and v as the paper (and PyTorch) define them.
     """
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
@@ -193,24 +204,30 @@ class Adam(Optimizer):
                         "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
 
     def init_state(self, p):
-        return {"m": np.zeros_like(p), "v": np.zeros_like(p), "scratch": np.empty_like(p)}
+        return {"m_sum": np.zeros_like(p), "v_sum": np.zeros_like(p)}
+
+    def moments(self, state: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(m, v) with the paper's scaling, from the state of one parameter."""
+        return (1.0 - self.beta1) * state["m_sum"], (1.0 - self.beta2) * state["v_sum"]
 
     def update(self, p, g, state):
-        m, v, tmp = state["m"], state["v"], state["scratch"]
-        t = self.iterations
-        np.multiply(g, 1.0 - self.beta1, out=tmp)
-        m *= self.beta1
-        m += tmp
-        np.multiply(g, g, out=tmp)
-        tmp *= 1.0 - self.beta2
-        v *= self.beta2
-        v += tmp
-        np.sqrt(v, out=tmp)
-        tmp *= 1.0 / math.sqrt(1.0 - self.beta2**t)
-        tmp += self.eps
-        np.divide(m, tmp, out=tmp)
-        tmp *= self.lr / (1.0 - self.beta1**t)
-        p -= tmp
+        m_sum, v_sum = state["m_sum"], state["v_sum"]
+        b1, b2, t = self.beta1, self.beta2, self.iterations
+        # With m = (1 - b1) m_sum and v = (1 - b2) v_sum, the step above is
+        #   p -= lr * c1 * c2 * m_sum / (sqrt(v_sum) + eps * c2),
+        #   c1 = (1 - b1) / (1 - b1**t),   c2 = sqrt((1 - b2**t) / (1 - b2)).
+        c1 = (1.0 - b1) / (1.0 - b1**t)
+        c2 = math.sqrt((1.0 - b2**t) / (1.0 - b2))
+        m_sum *= b1
+        m_sum += g
+        np.multiply(g, g, out=g)  # g is scratch from here on (see the module docstring)
+        v_sum *= b2
+        v_sum += g
+        np.sqrt(v_sum, out=g)
+        g += self.eps * c2
+        np.divide(m_sum, g, out=g)
+        g *= self.lr * c1 * c2
+        p -= g
 
 
 class AdamW(Adam):

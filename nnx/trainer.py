@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nnx import metrics as M
+from nnx.module import all_finite
 from nnx.tracking import NullTracker, Tracker
 
 
@@ -294,12 +295,12 @@ class Trainer:
                     M.labels_from_outputs(out, self.config.decision_threshold)
                     == M.labels_from_targets(yb)))
             net.backward(loss_fn.backward())
-            if not (math.isfinite(value) and _finite(net.flat_grads)):
+            if not (math.isfinite(value) and all_finite(net.flat_grads)):
                 self._check_finite(epoch, i, f"the loss is {value}" if not math.isfinite(value)
                                    else "a gradient is NaN or inf")
             opt.step(net.params, net.grads)
             self.step += 1
-            if not _finite(net.flat_params):  # checked before the next forward
+            if not all_finite(net.flat_params):  # checked before the next forward
                 self._check_finite(epoch, i, "a weight became NaN or inf in the update",
                                    step_done=True)
             total_loss += value * len(xb)
@@ -331,16 +332,13 @@ class Trainer:
         return stats
 
     def _check_finite(self, epoch: int, batch: int, what: str, step_done: bool = False) -> None:
-        """Raise NonFiniteError naming the epoch, step and layers, unless a closer look finds
-        every value finite (a sum that overflowed on large finite values)."""
+        """Raise NonFiniteError naming the epoch, step and the layers with NaN or inf."""
         bad = []
         for layer in self.network.layers:
             for kind, arrays in (("gradient", layer.grads), ("weight", layer.params)):
                 keys = [k for k, a in arrays.items() if not np.isfinite(a).all()]
                 if keys:
                     bad.append(f"{layer.name} {kind} {', '.join(keys)}")
-        if not bad and what.startswith(("a gradient", "a weight")):
-            return
         step = self.step if step_done else self.step + 1
         where = f"; non-finite values in {'; '.join(bad)}" if bad else ""
         kept = ""
@@ -352,15 +350,6 @@ class Trainer:
             f"epoch): {what}{where}. Try a lower learning rate (optimizer.lr is "
             f"{self.base_lr:g}), gradient clipping (optimizer.clip_norm) or standardised "
             f"inputs.{kept}")
-
-
-def _finite(flat: np.ndarray) -> bool:
-    """Whether every element is finite, from one BLAS dot product (NaN and inf propagate).
-
-    About 3x cheaper than ``flat.sum()`` and no temporary; it can overflow on huge finite
-    values (|x| > 1e154), a false alarm that ``Trainer._check_finite`` looks at closely.
-    """
-    return math.isfinite(np.dot(flat, flat))
 
 
 def _progress(epochs: range, enabled: bool):

@@ -111,7 +111,7 @@ def test_checkpoint_is_plain_npz_with_json_and_no_pickle(good):
         arrays = {k: archive[k] for k in archive.files}
     assert all(a.dtype != object for a in arrays.values())
     meta = json.loads(arrays.pop(checkpoint.META_KEY).tobytes())
-    assert set(arrays) == {"params", "optimizer/flat/m", "optimizer/flat/v"}
+    assert set(arrays) == {"params", "optimizer/flat/m_sum", "optimizer/flat/v_sum"}
     assert meta["epoch"] == 2 and meta["step"] > 0 and meta["optimizer"]["class"] == "Adam"
     assert meta["architecture"][0]["name"] == "dense"
 
@@ -281,8 +281,8 @@ CRAFTED = {
     "other-format": (lambda m: {**m, "format": 99}, None, "format 99, expected 1"),
     "params-other-dtype": (None, lambda a: {**a, "params": a["params"].astype(np.float32)},
                            "parameters stored as float32 != this network's float64"),
-    "optimizer-state-wrong-shape": (None, lambda a: {**a, "optimizer/flat/m": np.zeros(3)},
-                                    "optimizer state flat/m is float64 (3,)"),
+    "optimizer-state-wrong-shape": (None, lambda a: {**a, "optimizer/flat/m_sum": np.zeros(3)},
+                                    "optimizer state flat/m_sum is float64 (3,)"),
     "bad-rng-state": (lambda m: {**m, "rng_states": {**m["rng_states"], "network": {
         "bit_generator": "MT19937", "state": {"key": [1], "pos": 0}}}}, None,
         "random stream 'network'"),

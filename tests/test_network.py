@@ -234,3 +234,23 @@ def test_xor_trains_with_full_batch_sgd():
     assert first > 0.5
     assert value < 0.01
     np.testing.assert_array_equal(net.predict(x) > 0.5, y > 0.5)
+
+
+# -- the finiteness check of inputs and of the training loop -----------------------------------
+@pytest.mark.filterwarnings("ignore:overflow encountered in dot")  # pytest resets nnx's filter
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite(dtype):
+    from nnx.module import all_finite
+
+    x = np.linspace(-3, 3, 60, dtype=dtype).reshape(6, 10)
+    assert all_finite(x) and all_finite(x[:, ::2]) and all_finite(x[:0])
+    huge = np.full((3, 3), np.finfo(dtype).max / 2, dtype)  # x.x overflows, yet all finite
+    assert all_finite(huge) and all_finite(-huge)
+    for bad in (np.nan, np.inf, -np.inf):
+        for where in ((0, 0), (5, 9), (2, 3)):
+            y = x.copy()
+            y[where] = bad
+            assert not all_finite(y) and not all_finite(y.T)  # contiguous and not
+            inside = 1 <= where[0] <= 4 and 1 <= where[1] <= 8
+            assert all_finite(y[1:5, 1:9]) == (not inside)  # a strided view
+    assert all_finite(np.arange(12).reshape(3, 4))  # integers
