@@ -49,7 +49,10 @@ class Sigmoid(Activation):
         return self._y
 
     def backward(self, grad):
-        return grad * self._y * (1.0 - self._y)
+        dx = 1.0 - self._y  # then in place: one new array instead of three
+        dx *= self._y
+        dx *= grad
+        return dx
 
 
 class Tanh(Activation):

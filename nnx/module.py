@@ -42,7 +42,7 @@ def all_finite(x: np.ndarray) -> bool:
         return True  # integers are always finite
     if x.flags.c_contiguous:
         flat = x.reshape(-1)
-        if math.isfinite(np.dot(flat, flat)):
+        if math.isfinite(flat.dot(flat)):  # the method: less call overhead than np.dot
             return True
     return bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
