@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import getpass
 import json
 import math
@@ -67,6 +68,8 @@ SETTINGS = {
     "flush_seconds": 10.0,
     "timeout": 5.0,
 }
+# The pictures drawn at the end of a run, in the order they are drawn (tracking.plots picks).
+PLOTS = ("curves", "histograms", "confusion", "boundary")
 # MLflow's limits (mlflow.utils.validation).
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
@@ -153,6 +156,32 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             "or train without tracking: tracking=none") from error
 
 
+@contextlib.contextmanager
+def _long_lived():
+    """A block whose objects live until exit: the first import of mlflow and the first store.
+
+    Those make about a million objects (mlflow, pandas, sqlalchemy's mappers). The cyclic
+    collector would walk them while they are made and again at every full collection after,
+    half a second of a tutorial run, and never reclaim one. So the collector is off in the
+    block and what it built is frozen (``gc.freeze``: skipped by every later collection).
+    Once per process; a collector someone turned off is left alone.
+    """
+    global _FROZEN
+    if _FROZEN or not gc.isenabled():
+        yield
+        return
+    _FROZEN = True
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
+_FROZEN = False
+
+
 def open_store(uri: str, timeout: float = 5.0):
     """An ``MlflowClient`` for ``uri``, with the store created and reachable.
 
@@ -165,17 +194,18 @@ def open_store(uri: str, timeout: float = 5.0):
         # for minutes (MLflow's 7 retries with backoff add up to about 4). The user's
         # setting wins.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-    from mlflow.tracking import MlflowClient
+    with _long_lived():
+        from mlflow.tracking import MlflowClient
 
-    try:
-        with store_lock(uri):
-            # Constructing the client already creates and migrates a fresh sqlite store:
-            # two processes doing that at once corrupt it, so it happens under the lock.
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)
-    except Exception as error:
-        raise TrackingError(f"cannot open the MLflow store {uri}: {type(error).__name__}: "
-                            f"{_first_line(error)}") from error
+        try:
+            with store_lock(uri):
+                # Constructing the client already creates and migrates a fresh sqlite store:
+                # two processes doing that at once corrupt it, so it happens under the lock.
+                client = MlflowClient(tracking_uri=uri)
+                client.search_experiments(max_results=1)
+        except Exception as error:
+            raise TrackingError(f"cannot open the MLflow store {uri}: {type(error).__name__}: "
+                                f"{_first_line(error)}") from error
     return client
 
 
@@ -229,10 +259,25 @@ def check_settings(tracking: dict) -> dict:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"tracking.{key}: expected a number of seconds > 0, got {value!r}")
-    for key in ("plots", "log_model"):
-        if not isinstance(settings[key], bool):
-            raise ConfigError(f"tracking.{key}: expected true or false, got {settings[key]!r}")
+    if not isinstance(settings["log_model"], bool):
+        raise ConfigError(f"tracking.log_model: expected true or false, got "
+                          f"{settings['log_model']!r}")
+    settings["plots"] = plot_names(settings["plots"])
     return settings
+
+
+def plot_names(value) -> tuple[str, ...]:
+    """``tracking.plots`` as the names to draw: true = all of PLOTS, false = none, or a list."""
+    if isinstance(value, bool):
+        return PLOTS if value else ()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        unknown = [v for v in value if v not in PLOTS]
+        if unknown:
+            raise ConfigError(f"tracking.plots: unknown plot {unknown[0]!r}; valid: "
+                              f"{', '.join(PLOTS)}")
+        return tuple(name for name in PLOTS if name in value)
+    raise ConfigError(f"tracking.plots: expected true or false, or a list of some of "
+                      f"{', '.join(PLOTS)}; got {value!r}")
 
 
 # -- what a run records ------------------------------------------------------------------
@@ -580,7 +625,8 @@ class MlflowTracker(Tracker):
             self._snapshotted = step
             self.log_network(network, epoch=step)
         every = self.settings["histograms_every"]
-        if every and self.settings["plots"] and step // every > self._histogrammed // every:
+        if (every and "histograms" in self.settings["plots"]
+                and step // every > self._histogrammed // every):
             self._histogrammed = step
             self._plot("histograms", f"plots/histograms/epoch_{step:05d}.png")
 
@@ -638,16 +684,19 @@ class MlflowTracker(Tracker):
         return f"runs:/{self.run_id}/{name}"
 
     def log_plots(self, network) -> None:
-        """Learning curves, weight/gradient histograms, and for classification a confusion
-        matrix (test set, else train) and, on 2-D data, the decision boundary."""
-        self._plot("curves", "plots/learning_curves.png")
-        self._plot("histograms", "plots/histograms/final.png")
+        """The plots ``tracking.plots`` picks, of: learning curves, weight/gradient histograms,
+        and for classification a confusion matrix (test set, else train) and, on 2-D data, the
+        decision boundary."""
         ds = self.dataset
-        if ds is None or ds.task != "classification":
-            return
-        self._plot("confusion", "plots/confusion_matrix.png")
-        if ds.n_features == 2:
-            self._plot("boundary", "plots/decision_boundary.png")
+        classification = ds is not None and ds.task == "classification"
+        wanted = {"curves": True, "histograms": True, "confusion": classification,
+                  "boundary": classification and ds.n_features == 2}
+        files = {"curves": "plots/learning_curves.png", "histograms": "plots/histograms/final.png",
+                 "confusion": "plots/confusion_matrix.png",
+                 "boundary": "plots/decision_boundary.png"}
+        for name in self.settings["plots"]:
+            if wanted[name]:
+                self._plot(name, files[name])
 
     def _plot(self, what: str, artifact: str) -> None:
         """Draw one plot and log it; a plot that fails is a warning, never a failed run."""

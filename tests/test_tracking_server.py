@@ -108,6 +108,8 @@ def test_a_run_reaches_a_tracking_server(tmp_path, store_template):
         wait_until_up(f"{base}/health", server, tmp_path / "server.log")
         done = subprocess.run(
             [sys.executable, "-m", "nnx.run", "experiment=tutorial", "trainer.epochs=200",
+             # the preset skips these two; here they travel to the server as well
+             "tracking.plots=true", "tracking.log_model=true",
              f"tracking.uri={base}", f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT,
             capture_output=True, text=True, timeout=180, check=False,
             env={k: v for k, v in os.environ.items() if k != "NNX_TRACKING_URI"})
