@@ -62,6 +62,17 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def compose(overrides: list[str] = ()) -> dict:
+    """The config ``python -m nnx.run <overrides>`` would run, as a plain dict.
+
+    For notebooks and tests: ``nnx.experiment.train(compose(["experiment=digits_mlp"]))``
+    trains it in this process (without Hydra's run folder and logging).
+    """
+    with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = hydra.compose("config", overrides=list(overrides))
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     from nnx import experiment

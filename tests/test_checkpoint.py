@@ -19,37 +19,29 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-import nnx.run  # registers generated config nodes
 from nnx import checkpoint, experiment
 from nnx.checkpoint import CheckpointError
+from nnx.run import compose
 from nnx.trainer import Callback, NonFiniteError
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = Path(nnx.run.CONF_DIR)
 # Small and quick, with dropout (a second random stream) and shuffling.
 BASE = ["experiment=spirals", "model.dropout=0.2", "model.hidden=[16,16]",
         "dataset.n_samples=120", "dataset.n_test=60", "trainer.log_every=1", "tracking=none"]
 
 
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
-
 
 def trained(tmp: Path, *overrides: str, epochs: int = 2):
     """A trainer after ``epochs`` epochs, its checkpoint written to ``tmp/last.npz``."""
-    cfg = composed([*BASE, f"trainer.epochs={epochs}", *overrides])
+    cfg = compose([*BASE, f"trainer.epochs={epochs}", *overrides])
     cfg["trainer"]["checkpoint_dir"] = str(tmp)
     return experiment.train(cfg)["trainer"]
 
 
 def fresh(*overrides: str):
     """A built, untrained trainer (what a resume loads into)."""
-    cfg = composed([*BASE, "trainer.epochs=2", *overrides])
+    cfg = compose([*BASE, "trainer.epochs=2", *overrides])
     return experiment.build(cfg)[0]
 
 
@@ -156,7 +148,7 @@ def test_checkpoint_write_fails_mid_run_run_fails_earlier_checkpoint_stays(tmp_p
                     raise OSError(errno.ENOSPC, "No space left on device")
                 monkeypatch.setattr(checkpoint.np, "savez", disk_full)
 
-    cfg = composed([*BASE, "trainer.epochs=5", "trainer.checkpoint_every=1"])
+    cfg = compose([*BASE, "trainer.epochs=5", "trainer.checkpoint_every=1"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path)
     trainer = experiment.build(cfg)[0]
     trainer.callbacks.append(FillDisk())
@@ -176,7 +168,7 @@ def _spirals_data(cfg):
 def test_unwritable_checkpoint_folder_fails_before_training(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    cfg = composed([*BASE, "trainer.epochs=3"])
+    cfg = compose([*BASE, "trainer.epochs=3"])
     cfg["trainer"]["checkpoint_dir"] = str(blocker / "checkpoints")
     trainer = experiment.build(cfg)[0]
     x, y = _spirals_data(cfg)
@@ -203,7 +195,7 @@ def test_divergence_stops_at_the_step_naming_epoch_step_layer_and_keeps_checkpoi
             if epoch == 1:
                 trainer.base_lr = 1e300
 
-    cfg = composed([*BASE, "trainer.epochs=6", "trainer.checkpoint_every=1", "optimizer=sgd",
+    cfg = compose([*BASE, "trainer.epochs=6", "trainer.checkpoint_every=1", "optimizer=sgd",
                     "optimizer.lr=0.1"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path)
     trainer = experiment.build(cfg)[0]
@@ -224,7 +216,7 @@ def test_divergence_stops_at_the_step_naming_epoch_step_layer_and_keeps_checkpoi
 def test_nan_gradient_is_caught_before_the_update(tmp_path):
     """A NaN gradient never reaches the weights: they stay as they were before the step."""
     trainer = fresh("optimizer=sgd")
-    cfg = composed([*BASE])
+    cfg = compose([*BASE])
     x, y = _spirals_data(cfg)
     dense = trainer.network.layers[3]  # dense, relu, dropout, dense, ...
     real_backward = dense.backward
@@ -382,7 +374,7 @@ def test_nnx_run_fails_with_the_cause_when_checkpoint_folder_breaks_mid_run(tmp_
     assert "Traceback" not in err
     old = run_dir / "checkpoints.old" / "last.npz"
     assert checkpoint.read(old)[0]["epoch"] % 3000 == 0
-    fresh_tutorial = experiment.build(composed(["experiment=tutorial", "tracking=none"]))[0]
+    fresh_tutorial = experiment.build(compose(["experiment=tutorial", "tracking=none"]))[0]
     fresh_tutorial.load_checkpoint(old)
 
 

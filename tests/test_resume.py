@@ -14,24 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import nnx.run  # registers generated config nodes
 from nnx import checkpoint, experiment
 from nnx.config import ConfigError
+from nnx.run import compose
 from nnx.trainer import STOP, Callback, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = Path(nnx.run.CONF_DIR)
 BASE = ["experiment=spirals", "model.dropout=0.2", "trainer.log_every=1", "tracking=none"]
 TIMING = ("epoch_seconds", "samples_per_second", "wall_seconds")
 
-
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def without_timing(history: list[dict]) -> list[dict]:
@@ -39,7 +32,7 @@ def without_timing(history: list[dict]) -> list[dict]:
 
 
 def train(tmp: Path, overrides: list[str]) -> dict:
-    cfg = composed([*BASE, *overrides])
+    cfg = compose([*BASE, *overrides])
     cfg["trainer"]["checkpoint_dir"] = str(tmp)
     return experiment.train(cfg)
 
@@ -88,7 +81,7 @@ def test_interrupted_run_resumes_bit_identically_with_a_schedule(tmp_path):
 
     overrides = ["schedule=cosine", "trainer.epochs=8"]
     straight = train(tmp_path / "straight", overrides)
-    cfg = composed([*BASE, *overrides])
+    cfg = compose([*BASE, *overrides])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "stopped")
     trainer, ds, _ = experiment.build(cfg)
     trainer.callbacks.append(Signal())
@@ -104,7 +97,7 @@ def test_interrupted_run_resumes_bit_identically_with_a_schedule(tmp_path):
 
 def test_resume_with_nothing_left_to_train_is_refused(tmp_path):
     train(tmp_path / "done", ["trainer.epochs=2"])
-    cfg = composed([*BASE, "trainer.epochs=2", f"trainer.resume={tmp_path / 'done'}"])
+    cfg = compose([*BASE, "trainer.epochs=2", f"trainer.resume={tmp_path / 'done'}"])
     with pytest.raises(ConfigError, match=r"trainer.epochs: checkpoint .*last.npz has already "
                        r"trained 2 epochs, so trainer.epochs=2 leaves nothing to do"):
         experiment.build(cfg)

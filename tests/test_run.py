@@ -7,13 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import nnx.run  # registers generated config nodes for components without YAML
 from nnx import experiment
 from nnx.config import GROUP_KINDS, ConfigError
 from nnx.registry import registry
+from nnx.run import compose
 
 CONF = Path(nnx.run.CONF_DIR)
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -23,11 +22,6 @@ SHRINK = {
     "fashion_mnist_best": ["dataset.limit_train=512"],
 }
 
-
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def group_options(group: str) -> list[str]:
@@ -43,7 +37,7 @@ CASES = [(g, o) for g in ["dataset", "loss", "optimizer", "schedule", "model", "
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_group_option_composes_and_builds(group, option):
-    cfg = composed([f"{group}={option}", "tracking=none"] if group != "tracking"
+    cfg = compose([f"{group}={option}", "tracking=none"] if group != "tracking"
                    else [f"{group}={option}"])
     if group in GROUP_KINDS:
         assert cfg[group]["name"] == option
@@ -56,7 +50,7 @@ def test_every_group_option_composes_and_builds(group, option):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_every_preset_trains_a_few_steps(preset):
-    cfg = composed([f"experiment={preset}", "debug=default", "tracking=none",
+    cfg = compose([f"experiment={preset}", "debug=default", "tracking=none",
                     *SHRINK.get(preset, [])])
     result = experiment.train(cfg)
     logs = result["metrics"]
@@ -135,6 +129,16 @@ def test_bad_input_exits_non_zero_with_one_clear_message(nnx_run, args, expected
 
 
 def test_config_errors_name_the_key_in_process():
-    cfg = composed(["optimizer=adam", "optimizer.beta1=1.5", "tracking=none"])
+    cfg = compose(["optimizer=adam", "optimizer.beta1=1.5", "tracking=none"])
     with pytest.raises(ConfigError, match=r"optimizer\.beta1: beta1 must be in \[0.0, 1.0\), got 1.5"):
         experiment.train(cfg)
+
+
+def test_compose_then_train_from_python_as_the_readme_shows():
+    from nnx.experiment import train
+
+    config = compose(["experiment=xor", "tracking=none"])
+    assert config["dataset"]["name"] == "xor" and config["tracking"]["name"] == "none"
+    result = train(config)
+    assert sorted(result) == ["dataset", "metrics", "trainer"]
+    assert result["metrics"]["test_accuracy"] == 1.0

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-import nnx.run  # registers generated config nodes
 from nnx import checkpoint, experiment
 from nnx.config import ConfigError
 from nnx.network import Network
+from nnx.run import compose
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = Path(nnx.run.CONF_DIR)
 SOURCES = sorted((ROOT / "nnx").rglob("*.py"))
 # Ways to run code while loading data: none may appear in nnx/.
 FORBIDDEN = ["allow_pickle=True", "pickle.load", "cloudpickle", "import pickle", "yaml.load(",
@@ -32,11 +29,6 @@ FORBIDDEN = ["allow_pickle=True", "pickle.load", "cloudpickle", "import pickle",
              "__import__("]
 PROBE = "nnx_security_probe"  # a module that must never be imported by a config value
 
-
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 @pytest.mark.parametrize("pattern", FORBIDDEN)
@@ -93,7 +85,7 @@ KEYS = ["optimizer.name", "loss.name", "schedule.name", "dataset.name", "model.a
 
 @pytest.fixture(scope="module")
 def default_config() -> dict:
-    return composed(["tracking=none"])
+    return compose(["tracking=none"])
 
 
 @pytest.mark.parametrize("key", KEYS)

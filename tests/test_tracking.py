@@ -16,25 +16,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import nnx.run  # registers generated config nodes
 from nnx import experiment
 from nnx.config import ConfigError
+from nnx.run import compose
 from nnx.trainer import STOP
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = Path(nnx.run.CONF_DIR)
 
 
 # -- helpers (each tracking test file keeps its own few lines) ------------------------------
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
 def client_for(uri: str):
     from mlflow.tracking import MlflowClient
 
@@ -91,7 +83,7 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
 
     from nnx.mlflow_model import load_snapshot
 
-    cfg = composed(["dataset=moons", "dataset.n_samples=64", "dataset.n_test=32",
+    cfg = compose(["dataset=moons", "dataset.n_samples=64", "dataset.n_test=32",
                     "model.hidden=[8]", "model.activation=tanh", "trainer.epochs=6",
                     "trainer.batch_size=16", "trainer.log_every=1", f"tracking.uri={store}",
                     "tracking.snapshot_every=2", "tracking.histograms_every=3", "name=moons_t"])
@@ -155,7 +147,7 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
 
 
 def test_failed_run_is_marked_failed_with_the_error(store):
-    cfg = composed(["experiment=xor", "debug=default", "objective=nope", f"tracking.uri={store}",
+    cfg = compose(["experiment=xor", "debug=default", "objective=nope", f"tracking.uri={store}",
                     "tracking.plots=false", "tracking.log_model=false"])
     with pytest.raises(ConfigError, match="objective"):
         experiment.train(cfg)
@@ -168,7 +160,7 @@ def test_failed_run_is_marked_failed_with_the_error(store):
 
 
 def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
-    cfg = composed(["experiment=xor", "trainer.epochs=50", f"tracking.uri={store}",
+    cfg = compose(["experiment=xor", "trainer.epochs=50", f"tracking.uri={store}",
                     "tracking.plots=false", "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
     STOP.request("stopped by SIGTERM", 143)  # what nnx.run's signal handler does
@@ -184,7 +176,7 @@ def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
     assert {"error.txt", "checkpoints/last.npz"} <= artifacts(client, run.info.run_id)
 
     # trainer.resume=<run id>: the checkpoint is downloaded from the store, training goes on
-    cfg = composed(["experiment=xor", "trainer.epochs=5", f"tracking.uri={store}",
+    cfg = compose(["experiment=xor", "trainer.epochs=5", f"tracking.uri={store}",
                     f"trainer.resume={run.info.run_id}", "tracking.plots=false",
                     "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "resumed" / "checkpoints")
@@ -202,7 +194,7 @@ def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
 
 
 def test_resume_from_an_unknown_run_id_is_a_clear_error(store):
-    cfg = composed(["experiment=xor", f"tracking.uri={store}", "trainer.resume=" + "0" * 32])
+    cfg = compose(["experiment=xor", f"tracking.uri={store}", "trainer.resume=" + "0" * 32])
     with pytest.raises(FileNotFoundError, match=f"no MLflow run {'0' * 32} in sqlite"):
         experiment.train(cfg)
 

@@ -10,21 +10,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
-import nnx.run  # registers generated config nodes
 from nnx import experiment
 from nnx.config import ConfigError
+from nnx.run import compose
 
 ROOT = Path(__file__).resolve().parent.parent
-CONF = Path(nnx.run.CONF_DIR)
 
-
-def composed(overrides: list[str]) -> dict:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def files_of(uri: str, experiment_name: str) -> tuple[str, set[str]]:
@@ -60,7 +52,7 @@ def test_plots_setting_is_true_false_or_a_list_of_names():
 
 
 def test_only_the_chosen_plots_are_logged(store):
-    cfg = composed(["dataset=moons", "dataset.n_samples=64", "dataset.n_test=32",
+    cfg = compose(["dataset=moons", "dataset.n_samples=64", "dataset.n_test=32",
                     "model.hidden=[4]", "trainer.epochs=4", "trainer.batch_size=16",
                     f"tracking.uri={store}", "tracking.plots=[boundary,curves]",
                     "tracking.histograms_every=2", "tracking.log_model=false", "name=picked"])
@@ -74,19 +66,19 @@ def test_only_the_chosen_plots_are_logged(store):
 
 
 def test_tutorial_preset_skips_plots_and_model_unless_asked(store):
-    tracking = composed(["experiment=tutorial"])["tracking"]
+    tracking = compose(["experiment=tutorial"])["tracking"]
     assert tracking["plots"] is False and tracking["log_model"] is False
-    asked = composed(["experiment=tutorial", "tracking.plots=true", "tracking.log_model=true"])
+    asked = compose(["experiment=tutorial", "tracking.plots=true", "tracking.log_model=true"])
     assert asked["tracking"]["plots"] is True and asked["tracking"]["log_model"] is True
     # every other preset keeps the defaults: pictures and model
     for preset in ("xor", "spirals", "digits_mlp"):
-        other = composed([f"experiment={preset}"])["tracking"]
+        other = compose([f"experiment={preset}"])["tracking"]
         assert other["plots"] is True and other["log_model"] is True, preset
     # tracking=none with the preset's tracking keys still composes and trains
-    assert experiment.train(composed(["experiment=tutorial", "tracking=none",
+    assert experiment.train(compose(["experiment=tutorial", "tracking=none",
                                       "trainer.epochs=3"]))["trainer"].epoch == 3
 
-    cfg = composed(["experiment=tutorial", "trainer.epochs=30", f"tracking.uri={store}"])
+    cfg = compose(["experiment=tutorial", "trainer.epochs=30", f"tracking.uri={store}"])
     experiment.train(cfg)
     status, files = files_of(store, "tutorial")
     assert status == "FINISHED"
