@@ -131,10 +131,10 @@ class Registry:
 
     # -- metadata only -------------------------------------------------------------------
     def _scan(self) -> list[Entry]:
-        """All entries of the group, read from metadata once (about 10 ms per scan)."""
+        """All entries of the group, from the metadata read once for every group."""
         if self._all is None:
             found, seen = [], set()
-            for ep in entry_points(group=self.group):
+            for ep in _all_entry_points().select(group=self.group):
                 dist = ep.dist.name if ep.dist is not None else "unknown"
                 version = ep.dist.version if ep.dist is not None else "unknown"
                 key = (normalize(dist), ep.name)
@@ -307,6 +307,19 @@ def component_problem(kind: str, obj) -> str | None:
 
 
 _REGISTRIES: dict[str, Registry] = {}
+_ENTRY_POINTS = None
+
+
+def _all_entry_points():
+    """Every installed distribution's entry points, read once per process (or ``reset``).
+
+    One read serves the seven groups: reading them group by group costs seven passes over
+    the metadata of every installed distribution, about 70 ms of each ``python -m nnx.run``.
+    """
+    global _ENTRY_POINTS
+    if _ENTRY_POINTS is None:
+        _ENTRY_POINTS = entry_points()
+    return _ENTRY_POINTS
 
 
 def registry(kind: str) -> Registry:
@@ -318,7 +331,9 @@ def registry(kind: str) -> Registry:
 
 def reset() -> None:
     """Forget every registry's metadata, classes and failures (after sys.path or installs change)."""
+    global _ENTRY_POINTS
     _REGISTRIES.clear()
+    _ENTRY_POINTS = None
     importlib.invalidate_caches()
 
 
