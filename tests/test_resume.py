@@ -23,7 +23,7 @@ from nnx.trainer import STOP, Callback, TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["experiment=spirals", "model.dropout=0.2", "trainer.log_every=1", "tracking=none"]
-TIMING = ("epoch_seconds", "samples_per_second", "wall_seconds")
+TIMING = ("epoch_seconds", "samples_per_second", "train_seconds", "wall_seconds")
 
 
 
