@@ -340,32 +340,30 @@ class DatasetNotFound(FileNotFoundError):
 def _open_idx(path: Path):
     """Open an IDX file (gzip decided by content, not by name) and read its header.
 
-    Returns (stream positioned at the values, shape, big-endian dtype).
+    Returns (stream positioned at the values, shape, big-endian dtype); the stream is closed
+    when the header is bad.
     """
-    stream = path.open("rb")
-    if stream.read(2) == b"\x1f\x8b":  # the gzip magic number
-        stream.seek(0)
-        stream = gzip.GzipFile(fileobj=stream, mode="rb")
-    else:
-        stream.seek(0)
-    head = stream.read(4)
-    if len(head) < 4 or head[0] != 0 or head[1] != 0:
+    with path.open("rb") as raw:
+        gzipped = raw.read(2) == b"\x1f\x8b"  # the gzip magic number
+    stream = gzip.open(path, "rb") if gzipped else path.open("rb")  # noqa: SIM115 (returned)
+    try:
+        head = stream.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0:
+            raise ValueError(f"{path}: not an IDX file (magic number {head.hex() or 'missing'}, "
+                             "expected 0000 followed by a type code and a dimension count)")
+        code, ndim = head[2], head[3]
+        if code not in _IDX_TYPES:
+            known = ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
+            raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known codes: {known}")
+        if ndim == 0:
+            raise ValueError(f"{path}: IDX header gives 0 dimensions")
+        sizes = stream.read(4 * ndim)
+        if len(sizes) < 4 * ndim:
+            raise ValueError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, "
+                             f"need {4 + 4 * ndim})")
+    except BaseException:
         stream.close()
-        raise ValueError(f"{path}: not an IDX file (magic number {head.hex() or 'missing'}, "
-                         "expected 0000 followed by a type code and a dimension count)")
-    code, ndim = head[2], head[3]
-    if code not in _IDX_TYPES:
-        stream.close()
-        known = ", ".join(f"0x{c:02x}" for c in _IDX_TYPES)
-        raise ValueError(f"{path}: unknown IDX type code 0x{code:02x}; known codes: {known}")
-    if ndim == 0:
-        stream.close()
-        raise ValueError(f"{path}: IDX header gives 0 dimensions")
-    sizes = stream.read(4 * ndim)
-    if len(sizes) < 4 * ndim:
-        stream.close()
-        raise ValueError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, "
-                         f"need {4 + 4 * ndim})")
+        raise
     return stream, struct.unpack(f">{ndim}I", sizes), np.dtype(_IDX_TYPES[code])
 
 

@@ -68,8 +68,12 @@ SETTINGS = {
     "flush_seconds": 10.0,
     "timeout": 5.0,
 }
-# The pictures drawn at the end of a run, in the order they are drawn (tracking.plots picks).
-PLOTS = ("curves", "histograms", "confusion", "boundary")
+# The pictures drawn at the end of a run and their artifact files, in the order they are
+# drawn (tracking.plots picks among them).
+PLOT_FILES = {"curves": "plots/learning_curves.png", "histograms": "plots/histograms/final.png",
+              "confusion": "plots/confusion_matrix.png",
+              "boundary": "plots/decision_boundary.png"}
+PLOTS = tuple(PLOT_FILES)
 # MLflow's limits (mlflow.utils.validation).
 MAX_KEY = 250
 MAX_PARAM_VALUE = 6000
@@ -156,6 +160,9 @@ def check_server(uri: str, timeout: float = 5.0) -> None:
             "or train without tracking: tracking=none") from error
 
 
+_FROZEN = False  # whether _long_lived has run in this process
+
+
 @contextlib.contextmanager
 def _long_lived():
     """A block whose objects live until exit: the first import of mlflow and the first store.
@@ -177,9 +184,6 @@ def _long_lived():
     finally:
         gc.freeze()
         gc.enable()
-
-
-_FROZEN = False
 
 
 def open_store(uri: str, timeout: float = 5.0):
@@ -689,14 +693,11 @@ class MlflowTracker(Tracker):
         decision boundary."""
         ds = self.dataset
         classification = ds is not None and ds.task == "classification"
-        wanted = {"curves": True, "histograms": True, "confusion": classification,
-                  "boundary": classification and ds.n_features == 2}
-        files = {"curves": "plots/learning_curves.png", "histograms": "plots/histograms/final.png",
-                 "confusion": "plots/confusion_matrix.png",
-                 "boundary": "plots/decision_boundary.png"}
+        applies = {"curves": True, "histograms": True, "confusion": classification,
+                   "boundary": classification and ds.n_features == 2}
         for name in self.settings["plots"]:
-            if wanted[name]:
-                self._plot(name, files[name])
+            if applies[name]:
+                self._plot(name, PLOT_FILES[name])
 
     def _plot(self, what: str, artifact: str) -> None:
         """Draw one plot and log it; a plot that fails is a warning, never a failed run."""

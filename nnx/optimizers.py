@@ -190,7 +190,8 @@ class Adam(Optimizer):
 
     and those factors join the bias corrections in two scalars per step (``c1``, ``c2``
     below). That is 10 passes over p, g, m_sum and v_sum instead of 13 over them and a
-    scratch array: about 20% of the Adam step, which is a quarter of a Fashion-MNIST epoch.
+    scratch array: a quarter to a third less time per step in the Fashion-MNIST benchmark,
+    where Adam is the largest cost after the matrix products.
     ``moments(state)`` gives m and v as the paper (and PyTorch) define them.
     """
 

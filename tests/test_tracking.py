@@ -26,7 +26,7 @@ from nnx.trainer import STOP
 ROOT = Path(__file__).resolve().parent.parent
 
 
-# -- helpers (each tracking test file keeps its own few lines) ------------------------------
+# -- helpers (test_tracking_cost.py uses them too) ------------------------------------------
 def client_for(uri: str):
     from mlflow.tracking import MlflowClient
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_tracking import artifacts, client_for, only_run  # the tracking tests' helpers
 
 from nnx import experiment
 from nnx.config import ConfigError
@@ -18,21 +19,10 @@ from nnx.run import compose
 ROOT = Path(__file__).resolve().parent.parent
 
 
-
 def files_of(uri: str, experiment_name: str) -> tuple[str, set[str]]:
     """(status, every artifact path) of the one run of ``experiment_name``."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name(experiment_name).experiment_id])
-
-    def walk(path=None):
-        out = set()
-        for item in client.list_artifacts(run.info.run_id, path):
-            out |= walk(item.path) if item.is_dir else {item.path}
-        return out
-
-    return run.info.status, walk()
+    run = only_run(uri, experiment_name)
+    return run.info.status, artifacts(client_for(uri), run.info.run_id)
 
 
 def test_plots_setting_is_true_false_or_a_list_of_names():
