@@ -31,20 +31,36 @@ def load_data(cfg: dict, rng: np.random.Generator, dtype):
     return ds
 
 
-def output_size(ds, loss_name: str) -> int:
-    """Units of the output layer: classes (1 for binary unless softmax), or regression targets."""
+def target_kind(ds, loss) -> str:
+    """How targets are encoded for ``loss`` on ``ds``: the first of the loss's declared kinds
+    that fits the task (``nnx.losses.TARGET_KINDS``)."""
+    fits = ("values",) if ds.task == "regression" else ("labels", "one_hot", "probabilities",
+                                                        "binary")
+    for kind in loss.targets:
+        if kind in fits:
+            return kind
+    raise ConfigError(
+        f"loss: {type(loss).__name__} takes targets {', '.join(loss.targets)}, but dataset "
+        f"{ds.name!r} is a {ds.task} task needing one of {', '.join(fits)}; pick another loss "
+        "or dataset")
+
+
+def output_size(ds, loss) -> int:
+    """Units of the output layer: one per class (a single one for binary 0/1 targets), or one
+    per regression target."""
     if ds.task == "regression":
         return ds.y_train.reshape(len(ds.y_train), -1).shape[1]
-    if ds.n_classes == 2 and not loss_name.endswith("softmax_cross_entropy"):
+    if target_kind(ds, loss) == "binary" and ds.n_classes == 2:
         return 1
     return int(ds.n_classes)
 
 
-def encode_targets(y: np.ndarray, ds, loss_name: str, out_features: int, dtype) -> np.ndarray:
-    """Targets in the form the loss expects: labels for softmax CE, a 0/1 column, one-hot, values."""
-    if ds.task == "regression":
+def encode_targets(y: np.ndarray, ds, loss, out_features: int, dtype) -> np.ndarray:
+    """Targets in the form the loss declares: labels, a 0/1 column, one-hot rows, or values."""
+    kind = target_kind(ds, loss)
+    if kind == "values":
         return y.astype(dtype).reshape(len(y), -1)
-    if loss_name.endswith("softmax_cross_entropy"):
+    if kind == "labels":
         return y.astype(np.int64)
     if out_features == 1:
         return y.astype(dtype).reshape(-1, 1)
@@ -78,7 +94,7 @@ def build(cfg: dict):
     optimizer = build_component("optimizer", cfg["optimizer"])
     schedule = build_component("schedule", cfg["schedule"])
     model = cfg["model"]
-    out_features = output_size(ds, cfg["loss"]["name"])
+    out_features = output_size(ds, loss)
     for key, expected in (("in_features", ds.n_features), ("out_features", out_features)):
         if model.get(key) is not None and model[key] != expected:
             raise ConfigError(
@@ -96,10 +112,9 @@ def build(cfg: dict):
     if stopping.get("patience", 0) > 0:
         callbacks.append(EarlyStopping(stopping.get("monitor", "val_loss"), stopping["patience"],
                                        stopping.get("min_delta", 0.0)))
-    threshold = 0.0 if cfg["loss"]["name"].endswith("with_logits") else 0.5
     config = TrainConfig(epochs=tcfg["epochs"], batch_size=tcfg["batch_size"],
                          shuffle=tcfg.get("shuffle", True), limit_batches=tcfg.get("limit_batches", 0),
-                         log_every=tcfg.get("log_every", 1), decision_threshold=threshold,
+                         log_every=tcfg.get("log_every", 1), decision_threshold=loss.decision_threshold,
                          progress=tcfg.get("progress", True), callbacks=callbacks,
                          checkpoint_dir=tcfg.get("checkpoint_dir"),
                          checkpoint_every=tcfg.get("checkpoint_every", 0))
@@ -146,14 +161,14 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
     started = time.perf_counter()
     trainer, ds, out_features = build(cfg)
     dtype = np.dtype(cfg["dtype"])
-    loss_name = cfg["loss"]["name"]
+    loss = trainer.loss
     train_ds, val_ds = split_validation(cfg, ds, np.random.default_rng([cfg["seed"], 1]))
-    y_train = encode_targets(train_ds.y_train, ds, loss_name, out_features, dtype)
+    y_train = encode_targets(train_ds.y_train, ds, loss, out_features, dtype)
     has_test = ds.x_test is not None
     if val_ds is not None:
-        x_val, y_val = val_ds.x_train, encode_targets(val_ds.y_train, ds, loss_name, out_features, dtype)
+        x_val, y_val = val_ds.x_train, encode_targets(val_ds.y_train, ds, loss, out_features, dtype)
     elif has_test:
-        x_val, y_val = ds.x_test, encode_targets(ds.y_test, ds, loss_name, out_features, dtype)
+        x_val, y_val = ds.x_test, encode_targets(ds.y_test, ds, loss, out_features, dtype)
     else:
         x_val = y_val = None
     trainer.tracker = tracker or make_tracker(cfg)
@@ -164,7 +179,7 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
         logs = trainer.fit(train_ds.x_train, y_train, x_val, y_val)
         train_seconds = time.perf_counter() - fit_started
         if has_test:
-            y_test = encode_targets(ds.y_test, ds, loss_name, out_features, dtype)
+            y_test = encode_targets(ds.y_test, ds, loss, out_features, dtype)
             logs.update(trainer.evaluate(ds.x_test, y_test, prefix="test_"))
         objective_key = cfg.get("objective", "val_loss")
         if objective_key not in logs:

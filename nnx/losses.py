@@ -3,6 +3,14 @@
 Every loss is the *mean* over the batch (and over output units) unless its docstring says
 otherwise; the tutorial's sum of squares keeps its sum. Targets have the shape of the
 predictions, except ``softmax_cross_entropy``, which also takes integer class labels.
+
+Each loss declares what it takes, so that the experiment (output size, target encoding,
+decision threshold) and the test kit read the declaration instead of guessing from the name,
+and a plugin loss with the same contract is treated the same:
+- ``targets``: the target encodings it accepts, preferred first, from ``TARGET_KINDS``;
+- ``inputs``: ``"logits"`` (any real number, a squashing is fused in), ``"probabilities"``
+  (values in ``input_range``, e.g. from a sigmoid or softmax output) or ``"values"``;
+- ``input_range``: the open interval its predictions must lie in.
 """
 
 from __future__ import annotations
@@ -12,8 +20,31 @@ import numpy as np
 from nnx.activations import stable_sigmoid
 
 
+# Target encodings a loss can declare, and what each means for a classification dataset.
+TARGET_KINDS = {
+    "labels": "integer class per row, shape (n,); the output has one column per class",
+    "one_hot": "one indicator row per sample, shape (n, C); one column per class",
+    "probabilities": "rows of non-negative numbers summing to 1, shape (n, C) (one-hot fits)",
+    "binary": "0/1 per output column: one column for two classes, one-hot columns for more",
+    "values": "real-valued targets of the output's shape (regression)",
+}
+INPUT_KINDS = ("logits", "probabilities", "values")
+
+
 class Loss:
-    """Base class: checks shapes, keeps what backward needs."""
+    """Base class: checks shapes, keeps what backward needs, declares what it takes."""
+
+    targets: tuple[str, ...] = ("values", "binary")
+    inputs: str = "values"
+    input_range: tuple[float, float] = (-np.inf, np.inf)
+
+    @property
+    def decision_threshold(self) -> float:
+        """Single-output classification: class 1 when the output is above this.
+
+        0 for logits (sigmoid(0) = 0.5), 0.5 for probabilities and 0/1-valued regressions.
+        """
+        return 0.0 if self.inputs == "logits" else 0.5
 
     def __init__(self) -> None:
         self._config = {}
@@ -109,6 +140,10 @@ class BinaryCrossEntropy(Loss):
     dL/dp = (p - t) / (p (1 - p)) / (n k). Prefer ``binary_cross_entropy_with_logits``.
     """
 
+    targets = ("binary",)
+    inputs = "probabilities"
+    input_range = (0.0, 1.0)
+
     def __init__(self, eps: float = 1e-7) -> None:
         super().__init__()
         if not 0 < eps < 0.5:
@@ -134,6 +169,9 @@ class BinaryCrossEntropyWithLogits(Loss):
     dL/dz = (sigmoid(z) - t) / (n k). Fused so that no probability is ever rounded to 0 or 1.
     """
 
+    targets = ("binary",)
+    inputs = "logits"
+
     def forward(self, pred, target):
         self._check(pred, target)
         self._z, self._t = pred, target
@@ -152,6 +190,9 @@ class SoftmaxCrossEntropy(Loss):
     log-softmax = z - logsumexp(z) never takes the log of an underflowed 0.
     Targets: one-hot / probability rows (n, C), or integer labels (n,).
     """
+
+    targets = ("labels", "one_hot", "probabilities")
+    inputs = "logits"
 
     def forward(self, pred, target):
         if pred.ndim != 2:

@@ -219,9 +219,9 @@ def nnx_tracked_turns(overrides: list[str]) -> TrainerTurns:
     with initialize_config_dir(config_dir=str(nnx.run.CONF_DIR), version_base="1.3"):
         cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
     trainer, ds, out_features = experiment.build(cfg)
-    loss_name, dtype = cfg["loss"]["name"], np.dtype(cfg["dtype"])
-    y_train = experiment.encode_targets(ds.y_train, ds, loss_name, out_features, dtype)
-    y_test = experiment.encode_targets(ds.y_test, ds, loss_name, out_features, dtype)
+    dtype = np.dtype(cfg["dtype"])
+    y_train = experiment.encode_targets(ds.y_train, ds, trainer.loss, out_features, dtype)
+    y_test = experiment.encode_targets(ds.y_test, ds, trainer.loss, out_features, dtype)
     trainer.tracker = experiment.make_tracker(cfg)
 
     def fit():
