@@ -12,15 +12,10 @@ import inspect
 import math
 import numbers
 
-from nnx.registry import PluginError, UnknownComponentError, registry
+from nnx.registry import KINDS, PluginError, UnknownComponentError, registry
 
-# config group -> registry kind
-GROUP_KINDS = {
-    "dataset": "datasets",
-    "loss": "losses",
-    "optimizer": "optimizers",
-    "schedule": "schedules",
-}
+# config group -> registry kind, for the kinds that a top-level config node names
+GROUP_KINDS = {k.config_group: k.name for k in KINDS if k.config_group}
 # keys of a dataset node that nnx handles itself, not the dataset class
 DATASET_KEYS = {"name", "standardize"}
 

@@ -15,7 +15,9 @@ import argparse
 import json
 import sys
 
-from nnx.registry import DISABLE_VARIABLE, GROUPS, SINGULAR, PluginError, plugins_disabled, registry
+from nnx.registry import DISABLE_VARIABLE, KINDS, PluginError, plugins_disabled, registry
+
+KIND_NAMES = ", ".join(k.name for k in KINDS)
 
 
 def summary(obj) -> str:
@@ -33,7 +35,7 @@ def collect(kinds=None) -> dict:
     "duplicates": [{kind, name, distributions}]}``, each sorted by kind then name.
     """
     components, failures, duplicates = [], [], []
-    for kind in dict.fromkeys(kinds or GROUPS):  # in order, each once
+    for kind in dict.fromkeys(kinds or (k.name for k in KINDS)):  # in order, each once
         reg = registry(kind)
         owners: dict[str, list[str]] = {}
         for entry in reg.entries():
@@ -77,7 +79,7 @@ def render(listing: dict) -> str:
     notes = []
     for dup in listing["duplicates"]:
         picks = " or ".join(f"{d}:{dup['name']}" for d in dup["distributions"])
-        notes.append(f"note: {SINGULAR[dup['kind']]} {dup['name']!r} is registered by "
+        notes.append(f"note: {registry(dup['kind']).singular} {dup['name']!r} is registered by "
                      f"{' and '.join(dup['distributions'])}; configs must pick one: {picks}")
     if notes:
         sections.append(notes)
@@ -97,11 +99,10 @@ def render(listing: dict) -> str:
 
 def _kind(value: str) -> str:
     """``activations`` or ``activation``; anything else is an error listing the valid kinds."""
-    if value in GROUPS:
-        return value
-    if value + "s" in GROUPS:
-        return value + "s"
-    raise argparse.ArgumentTypeError(f"unknown kind {value!r}; valid kinds: {', '.join(GROUPS)}")
+    for k in KINDS:
+        if value in (k.name, k.singular):
+            return k.name
+    raise argparse.ArgumentTypeError(f"unknown kind {value!r}; valid kinds: {KIND_NAMES}")
 
 
 def main(argv=None) -> int:
@@ -110,7 +111,7 @@ def main(argv=None) -> int:
         description="List every registered nnx component (built-in and plugins) and every "
                     "plugin that failed to load.")
     parser.add_argument("--kind", type=_kind, action="append", metavar="KIND",
-                        help=f"only this kind (repeatable): {', '.join(GROUPS)}")
+                        help=f"only this kind (repeatable): {KIND_NAMES}")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = parser.parse_args(argv)
     listing = collect(args.kind)

@@ -27,44 +27,56 @@ import re
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-# kind -> entry-point group; "kind" is what configs and messages call it.
-GROUPS = {
-    "layers": "nnx.layers",
-    "activations": "nnx.activations",
-    "losses": "nnx.losses",
-    "optimizers": "nnx.optimizers",
-    "initializers": "nnx.initializers",
-    "schedules": "nnx.schedules",
-    "datasets": "nnx.datasets",
-}
-SINGULAR = {"layers": "layer", "activations": "activation", "losses": "loss",
-            "optimizers": "optimizer", "initializers": "initializer", "schedules": "schedule",
-            "datasets": "dataset"}
 HOME_DISTRIBUTION = "nnx"
 DISABLE_VARIABLE = "NNX_DISABLE_PLUGINS"
 
-# kind -> the base class every component of that kind derives from ("module:attribute").
-BASES = {
-    "layers": "nnx.module:Module",
-    "activations": "nnx.module:Module",
-    "losses": "nnx.losses:Loss",
-    "optimizers": "nnx.optimizers:Optimizer",
-    "initializers": "nnx.initializers:Initializer",
-    "schedules": "nnx.schedules:Schedule",
-    "datasets": "nnx.data:DatasetSource",
-}
-# kind -> methods a component must implement itself rather than inherit from the base
-# (each tuple: any one of these names will do; the base's own ``step`` and ``__call__`` are
-# complete, so overriding them instead of the hook is allowed).
-REQUIRED_METHODS = {
-    "layers": (("forward",), ("backward",)),
-    "activations": (("forward",), ("backward",)),
-    "losses": (("forward",), ("backward",)),
-    "optimizers": (("update", "step"),),
-    "initializers": (("draw", "__call__"),),
-    "schedules": (("__call__",),),
-    "datasets": (("load",),),
-}
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of component: everything nnx knows about it, in one record.
+
+    ``required_methods``: methods a component must implement itself rather than inherit
+    from ``base`` (each tuple: any one of these names will do; the base's own ``step`` and
+    ``__call__`` are complete, so overriding them instead of the hook is allowed).
+    ``config_group``: the top-level config node that names one component of this kind
+    (``optimizer: {name: adam, lr: ...}``), None when components are named elsewhere
+    (layers, activations and initializers by ``model.*``).
+    """
+
+    name: str  # what configs, messages and ``registry(kind)`` call it
+    singular: str  # one component: "an unknown optimizer 'adm'"
+    base: str  # "module:attribute" of the class every component derives from
+    required_methods: tuple[tuple[str, ...], ...]
+    config_group: str | None = None
+
+    @property
+    def group(self) -> str:
+        """The entry-point group: ``nnx.<name>``."""
+        return f"nnx.{self.name}"
+
+
+# The one table of component kinds; every list below derives from it.
+KINDS = (
+    Kind("layers", "layer", "nnx.module:Module", (("forward",), ("backward",))),
+    Kind("activations", "activation", "nnx.module:Module", (("forward",), ("backward",))),
+    Kind("losses", "loss", "nnx.losses:Loss", (("forward",), ("backward",)), "loss"),
+    Kind("optimizers", "optimizer", "nnx.optimizers:Optimizer", (("update", "step"),),
+         "optimizer"),
+    Kind("initializers", "initializer", "nnx.initializers:Initializer", (("draw", "__call__"),)),
+    Kind("schedules", "schedule", "nnx.schedules:Schedule", (("__call__",),), "schedule"),
+    Kind("datasets", "dataset", "nnx.data:DatasetSource", (("load",),), "dataset"),
+)
+_BY_NAME = {k.name: k for k in KINDS}
+# Two columns of the table by kind name, for callers that want only the column.
+GROUPS = {k.name: k.group for k in KINDS}
+SINGULAR = {k.name: k.singular for k in KINDS}
+
+
+def kind_record(name: str) -> Kind:
+    """The record of kind ``name``, or a ValueError listing the valid kinds."""
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown component kind {name!r}; valid kinds: {', '.join(_BY_NAME)}")
+    return _BY_NAME[name]
 
 
 class UnknownComponentError(ValueError):
@@ -120,11 +132,8 @@ class Registry:
     """The components of one kind, found through the entry-point group of that kind."""
 
     def __init__(self, kind: str):
-        if kind not in GROUPS:
-            raise ValueError(f"unknown component kind {kind!r}; valid kinds: {', '.join(GROUPS)}")
-        self.kind = kind
-        self.group = GROUPS[kind]
-        self.singular = SINGULAR[kind]
+        record = kind_record(kind)
+        self.kind, self.group, self.singular = kind, record.group, record.singular
         self._all: list[Entry] | None = None  # every distribution's entries, plugins included
         self._loaded: dict[str, type] = {}
         self._failures: dict[str, PluginError] = {}
@@ -268,35 +277,34 @@ class Registry:
         return loaded
 
 
-def _import_base(kind: str):
-    module, _, attribute = BASES[kind].partition(":")
+def _import_base(record: Kind):
+    module, _, attribute = record.base.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 
 def component_problem(kind: str, obj) -> str | None:
     """Why ``obj`` cannot serve as a component of ``kind``, or None when it can.
 
-    A component is a class derived from ``BASES[kind]`` that implements the methods of
-    ``REQUIRED_METHODS[kind]`` itself (the base class's versions only raise
+    A component is a class derived from its kind's ``base`` that implements the kind's
+    ``required_methods`` itself (the base class's versions only raise
     NotImplementedError). Used by the registry on every entry point it loads and by
     ``nnx.testing.check_component``.
     """
-    if kind not in GROUPS:
-        raise ValueError(f"unknown component kind {kind!r}; valid kinds: {', '.join(GROUPS)}")
-    base_path = BASES[kind].replace(":", ".")
+    record = kind_record(kind)
+    base_path = record.base.replace(":", ".")
     if not isinstance(obj, type):
         what = getattr(obj, "__qualname__", None) or type(obj).__name__
         return (f"expected a class derived from {base_path}, got {what!r}, "
                 f"an object of type {type(obj).__name__}")
     try:
         # Imported here so that reading metadata never imports the component modules.
-        base = _import_base(kind)
+        base = _import_base(record)
     except Exception as error:  # noqa: BLE001 - nnx's own module broken: say so, do not crash
         return f"its base class {base_path} cannot be imported ({type(error).__name__}: {error})"
     if not issubclass(obj, base):
         bases = ", ".join(f"{b.__module__}.{b.__qualname__}" for b in obj.__bases__)
         return f"expected a class derived from {base_path}, got {obj.__qualname__}({bases})"
-    for choices in REQUIRED_METHODS[kind]:
+    for choices in record.required_methods:
         if all(getattr(obj, m, None) is getattr(base, m, None) for m in choices):
             alternatives = "".join(f" (or {m}())" for m in choices[1:])
             return f"{obj.__qualname__} does not implement {choices[0]}(){alternatives}"

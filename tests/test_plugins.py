@@ -322,6 +322,15 @@ def test_list_unknown_kind_exits_non_zero_naming_the_valid_kinds(tmp_path):
     assert done.stdout == ""
 
 
+def test_list_kind_takes_the_singular_too(capsys):
+    """``--kind loss`` means losses (it used to try "losss"); the singular comes from KINDS."""
+    from nnx.list import main
+
+    assert main(["--json", "--kind", "loss", "--kind", "activation"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    assert {c["kind"] for c in listing["components"]} == {"losses", "activations"}
+
+
 def test_list_with_plugins_disabled(plugin_dir, tmp_path):
     done = run_python("-m", "nnx.list", "--json", "--kind", "activations", pythonpath=plugin_dir,
                       cwd=tmp_path, NNX_DISABLE_PLUGINS="1")

@@ -7,7 +7,8 @@ import os
 import subprocess
 import sys
 import textwrap
-from importlib.metadata import entry_points
+from importlib.metadata import distribution, entry_points
+from pathlib import Path
 
 import pytest
 
@@ -49,6 +50,29 @@ def test_names_list_builtins_and_equal_entry_points(kind):
         assert set(names) <= metadata
     else:
         assert set(names) == metadata
+
+
+def test_the_kind_table_is_the_one_list_of_kinds():
+    """pyproject's entry-point groups, the conf/ groups and the base classes all agree with
+    ``KINDS``, and every other list of kinds is derived from it."""
+    from nnx.config import GROUP_KINDS
+
+    root = Path(__file__).resolve().parent.parent
+    declared = {ep.group for ep in distribution("nnx").entry_points}  # from pyproject.toml
+    assert {k.group for k in R.KINDS} == {g for g in declared if g.startswith("nnx.")}
+    assert list(R.GROUPS) == list(R.SINGULAR) == [k.name for k in R.KINDS] == list(BUILTINS)
+    for kind in R.KINDS:
+        assert R.kind_record(kind.name) is kind and kind.group == f"nnx.{kind.name}"
+        base = kind.base.replace(":", ".")
+        assert R.component_problem(kind.name, int) == \
+            f"expected a class derived from {base}, got int(builtins.object)"
+    assert GROUP_KINDS == {"loss": "losses", "optimizer": "optimizers", "schedule": "schedules",
+                           "dataset": "datasets"}
+    assert all((root / "conf" / group).is_dir() for group in GROUP_KINDS)
+    with pytest.raises(ValueError, match=r"unknown component kind 'gadgets'; valid kinds: "
+                                         r"layers, activations, losses, optimizers, "
+                                         r"initializers, schedules, datasets$"):
+        R.kind_record("gadgets")
 
 
 def test_listing_names_imports_no_component_module():

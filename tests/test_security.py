@@ -50,9 +50,9 @@ def test_import_module_only_imports_nnx_own_base_classes():
         for line in path.read_text().splitlines():
             if "import_module(" in line:
                 assert path.name == "registry.py" and "import_module(module)" in line, line
-    from nnx.registry import BASES
+    from nnx.registry import KINDS
 
-    assert all(value.startswith("nnx.") for value in BASES.values())
+    assert all(kind.base.startswith("nnx.") for kind in KINDS)
 
 
 def test_a_checkpoint_holding_a_pickle_is_refused_unread(tmp_path):
