@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nnx import metrics as M
+
 # Metrics shown in the table (when the runs have them), after the sort metric.
 SHOWN_METRICS = ("objective", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss",
                  "test_accuracy", "rmse", "val_rmse", "test_rmse", "r2", "val_r2", "test_r2")
@@ -34,13 +36,6 @@ IGNORED_PARAMS = ("trainer.checkpoint_dir", "trainer.progress", "trainer.resume"
 
 class CompareError(LookupError):
     """Nothing to compare: an unknown experiment or sweep, or no runs."""
-
-
-def maximize(metric: str, direction: str | None = None) -> bool:
-    """Whether larger values of ``metric`` are better."""
-    if direction:
-        return direction.lower().startswith("max")
-    return "accuracy" in metric or metric.endswith("r2")
 
 
 def _client(uri: str | None):
@@ -117,7 +112,7 @@ def find_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     objectives = {r.data.tags.get("nnx.objective") for r in runs} - {None}
     metric = "objective" if any("objective" in r.data.metrics for r in runs) else "loss"
     if direction is None and len(objectives) == 1:
-        direction = "maximize" if maximize(objectives.pop()) else "minimize"
+        direction = M.direction(objectives.pop())
     return runs, label, metric, direction, client
 
 
@@ -146,7 +141,7 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
         raise CompareError(f"--metric: no run has a metric {metric!r}; metrics: "
                            f"{', '.join(sorted({k for r in runs for k in r.data.metrics}))}")
     # Best first; runs without the metric (failed, killed) last.
-    ascending = not maximize(metric, direction if metric == "objective" else None)
+    ascending = not M.higher_is_better(metric, direction)
     table = table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
     table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
     table.attrs.update({"metric": metric, "varied": varied, "ascending": ascending})

@@ -1,4 +1,8 @@
-"""Metrics computed from network outputs: accuracy for classification, RMSE and R^2 for regression."""
+"""Metrics computed from network outputs: accuracy for classification, RMSE and R^2 for regression.
+
+Which way each metric improves is decided here too (``higher_is_better``), for early stopping,
+the sweep's direction and the comparison table alike.
+"""
 
 from __future__ import annotations
 
@@ -37,3 +41,22 @@ def r2(outputs: np.ndarray, targets: np.ndarray) -> float:
     ss_res = float(np.sum((targets - outputs) ** 2))
     ss_tot = float(np.sum((targets - targets.mean(axis=0)) ** 2))
     return 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
+
+
+def higher_is_better(name: str, objective_direction: str | None = None) -> bool:
+    """Whether larger values of the metric called ``name`` are better.
+
+    Accuracy and R^2 of any split (``accuracy``, ``val_accuracy``, ``test_r2``: a name that
+    contains ``accuracy`` or ends in ``r2``) are maximized; everything else (losses, RMSE,
+    ``objective`` by default) is minimized. ``objective_direction`` ("maximize" or "minimize",
+    as a sweep records it) decides for ``objective``, which is whatever metric the sweep
+    optimized, and only for it.
+    """
+    if name == "objective" and objective_direction:
+        return objective_direction.lower().startswith("max")
+    return "accuracy" in name or name.endswith("r2")
+
+
+def direction(name: str) -> str:
+    """``"maximize"`` or ``"minimize"`` (Optuna's words) for the metric called ``name``."""
+    return "maximize" if higher_is_better(name) else "minimize"

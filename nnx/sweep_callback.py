@@ -29,6 +29,8 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from nnx import metrics as M
+
 
 def _plain(node) -> dict:
     from omegaconf import OmegaConf
@@ -44,8 +46,7 @@ def _direction(config) -> str:
         direction = next(iter(direction))  # several objectives: nnx logs the first
     if direction:
         return str(direction).lower()
-    objective = str(config.get("objective", "val_loss"))
-    return "maximize" if "accuracy" in objective or objective.endswith("r2") else "minimize"
+    return M.direction(str(config.get("objective", "val_loss")))
 
 
 def swept(overrides: list[str]) -> dict[str, str]:

@@ -87,7 +87,7 @@ class EarlyStopping(Callback):
         if patience < 1:
             raise ValueError(f"patience must be >= 1, got {patience}")
         if mode == "auto":
-            mode = "max" if "accuracy" in monitor or monitor.endswith("r2") else "min"
+            mode = "max" if M.higher_is_better(monitor) else "min"
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
