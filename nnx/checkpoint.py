@@ -45,8 +45,10 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         "in_features": net.in_features,
         "dtype": str(net.dtype),
         "n_params": net.n_params,
+        # base_lr: the configured rate, for the record and for nnx versions that read it; a
+        # resumed run takes its rate from its own config, like every other hyper-parameter.
         "optimizer": {"class": type(opt).__name__, "iterations": opt.iterations,
-                      "base_lr": trainer.base_lr, "keys": sorted(opt.state)},
+                      "base_lr": opt.config()["lr"], "keys": sorted(opt.state)},
         "epoch": trainer.epoch,
         "step": trainer.step,
         "history": trainer.history,
@@ -190,8 +192,8 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         elif name != "params":
             mismatches.append(f"unexpected array {name!r}")
     iterations = saved_opt.get("iterations")
-    if not isinstance(iterations, int) or not isinstance(saved_opt.get("base_lr"), (int, float)):
-        mismatches.append("optimizer iterations or base_lr missing")
+    if not isinstance(iterations, int):
+        mismatches.append("optimizer iterations missing")
     elif not mismatches and iterations > 0:
         # Same class, other settings (SGD with and without momentum) keep other state.
         for key, p in net.params.items():
@@ -217,7 +219,6 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         fresh.setdefault(key, {}).update({slot: value.copy() for slot, value in slots.items()})
     opt.state = fresh
     opt.iterations = iterations
-    trainer.base_lr = meta["optimizer"]["base_lr"]
     trainer.epoch, trainer.step = meta["epoch"], meta["step"]
     trainer.history = list(meta["history"])
     for name, g in (rngs or {}).items():

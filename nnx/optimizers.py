@@ -39,9 +39,14 @@ class Optimizer:
     decoupled_weight_decay = False
 
     def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+        # The rate the next step uses: the trainer sets it each epoch from the schedule and the
+        # configured rate, which stays in config()["lr"].
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self.clip_norm = _check("clip_norm", clip_norm, 0.0)
+        # What rebuilds the optimizer; subclasses add their own settings.
+        self._config = {"lr": self.lr, "weight_decay": self.weight_decay,
+                        "clip_norm": self.clip_norm}
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.iterations = 0  # completed steps; Adam's bias correction counts them
 

@@ -1,4 +1,5 @@
-"""Learning-rate schedules: ``schedule(epoch, epochs) -> factor``; the trainer uses lr = base_lr * factor.
+"""Learning-rate schedules: ``schedule(epoch, epochs) -> factor``; each epoch the trainer sets
+``optimizer.lr = optimizer.config()["lr"] * factor`` (``Trainer.learning_rate``).
 
 ``epoch`` counts from 0; ``epochs`` is the length of the run (cosine needs it).
 """

@@ -7,7 +7,8 @@
             network.backward(loss_fn.backward())    # backpropagation (chain rule)
             optimizer.step(network.params, network.grads)   # gradient descent
 
-Around that loop: learning-rate schedules, metrics per epoch, callbacks (early stopping,
+Around that loop: learning-rate schedules (each epoch sets ``optimizer.lr``, the rate the
+steps use, from the configured rate and the schedule), metrics per epoch, callbacks (early stopping,
 non-finite guard), a progress bar that stays quiet off a terminal, and a tracker.
 """
 
@@ -169,7 +170,6 @@ class Trainer:
         self.task = task
         self.tracker = tracker or NullTracker()
         self.callbacks = list(self.config.callbacks)
-        self.base_lr = optimizer.lr
         self.history: list[dict[str, float]] = []
         self.epoch = 0  # epochs completed
         self.step = 0  # optimizer steps completed
@@ -190,6 +190,13 @@ class Trainer:
         return logs
 
     # -- training ------------------------------------------------------------------------
+    def learning_rate(self, epoch: int) -> float:
+        """The rate of ``epoch`` (from 0): the optimizer's configured ``lr`` times the schedule's
+        factor. Set as ``optimizer.lr`` before the epoch, so ``optimizer.lr`` is the one holder
+        of the rate in use; the configured one stays in ``optimizer.config()["lr"]``."""
+        configured = self.optimizer.config()["lr"]
+        return configured * self.schedule(epoch, self.config.epochs) if self.schedule else configured
+
     def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> dict[str, float]:
         """Train for ``config.epochs`` epochs; returns the last epoch's metrics."""
@@ -277,8 +284,7 @@ class Trainer:
 
     def _train_epoch(self, batches, epoch: int) -> dict[str, float]:
         net, loss_fn, opt = self.network, self.loss, self.optimizer
-        factor = self.schedule(epoch, self.config.epochs) if self.schedule else 1.0
-        opt.lr = self.base_lr * factor
+        opt.lr = self.learning_rate(epoch)
         # Weight statistics cost a copy of every weight: only on epochs that are reported.
         reported = (epoch + 1) % self.config.log_every == 0 or epoch == self.config.epochs - 1
         start_weights = net.flat_params.copy() if reported else None
@@ -345,11 +351,13 @@ class Trainer:
         if self.last_checkpoint is not None:
             kept = (f" The last good checkpoint (epoch {self.last_checkpoint[1]}) is kept: "
                     f"{self.last_checkpoint[0]}.")
+        configured, rate = self.optimizer.config()["lr"], self.optimizer.lr
+        lr = f"optimizer.lr is {configured:g}" + (
+            f", {rate:g} in this epoch after the schedule" if rate != configured else "")
         raise NonFiniteError(
             f"training diverged at epoch {epoch + 1}, step {step} (batch {batch + 1} of the "
-            f"epoch): {what}{where}. Try a lower learning rate (optimizer.lr is "
-            f"{self.base_lr:g}), gradient clipping (optimizer.clip_norm) or standardised "
-            f"inputs.{kept}")
+            f"epoch): {what}{where}. Try a lower learning rate ({lr}), gradient clipping "
+            f"(optimizer.clip_norm) or standardised inputs.{kept}")
 
 
 def _progress(epochs: range, enabled: bool):

@@ -52,7 +52,8 @@ def snapshot(trainer) -> dict:
                       for k, slots in trainer.optimizer.state.items()},
         "iterations": trainer.optimizer.iterations,
         "rngs": {n: copy.deepcopy(g.bit_generator.state) for n, g in trainer.rngs.items()},
-        "epoch": trainer.epoch, "step": trainer.step, "base_lr": trainer.base_lr,
+        "epoch": trainer.epoch, "step": trainer.step,
+        "lr": trainer.learning_rate(trainer.epoch),  # the rate the next epoch trains with
         "history": copy.deepcopy(trainer.history),
     }
 
@@ -188,25 +189,20 @@ def test_non_finite_weights_never_overwrite_a_good_checkpoint(tmp_path):
 
 # -- the non-finite guard --------------------------------------------------------------------
 def test_divergence_stops_at_the_step_naming_epoch_step_layer_and_keeps_checkpoint(tmp_path):
-    """After 2 good epochs the learning rate jumps to 1e300: epoch 3 diverges."""
-
-    class Explode(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 1:
-                trainer.base_lr = 1e300
-
+    """After 2 good epochs the schedule raises the learning rate to 1e300: epoch 3 diverges."""
     cfg = compose([*BASE, "trainer.epochs=6", "trainer.checkpoint_every=1", "optimizer=sgd",
                     "optimizer.lr=0.1"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path)
     trainer = experiment.build(cfg)[0]
-    trainer.callbacks.append(Explode())
+    trainer.schedule = lambda epoch, epochs: 1.0 if epoch < 2 else 1e301
     x, y = _spirals_data(cfg)
     with pytest.raises(NonFiniteError) as info:
         trainer.fit(x, y)
     message = str(info.value)
     assert message.startswith("training diverged at epoch 3, step ")
     assert "layer " in message and "(dense)" in message
-    assert "Try a lower learning rate" in message
+    assert "Try a lower learning rate (optimizer.lr is 0.1, 1e+300 in this epoch after the " \
+        "schedule)" in message
     assert f"last good checkpoint (epoch 2) is kept: {tmp_path / 'last.npz'}" in message
     assert trainer.epoch == 2
     meta, arrays = checkpoint.read(tmp_path / "last.npz")

@@ -355,3 +355,61 @@ def test_warmup_by_hand():
 def test_bad_schedule_arguments(name, kwargs, param):
     with pytest.raises(ValueError, match=param):
         schedule(name, **kwargs)
+
+
+# -- the learning rate in use ---------------------------------------------------------------
+def test_every_step_uses_the_logged_rate_and_the_configured_rate_stays():
+    """``optimizer.lr`` is the one holder of the rate in use: each epoch sets it to the
+    configured rate times the schedule's factor, every step of the epoch uses it, and the
+    logged ``lr`` is it. Plain SGD moves p by exactly -lr * g, so the weights tell the rate."""
+    from nnx.network import mlp
+    from nnx.trainer import Callback, TrainConfig, Trainer
+
+    used = []
+
+    class RateFromWeights(Callback):  # full batch: one step per epoch
+        def on_train_start(self, trainer):
+            self.before = trainer.network.flat_params.copy()
+
+        def on_epoch_end(self, trainer, epoch, logs):
+            p, g = trainer.network.flat_params, trainer.network.flat_grads
+            moved = np.abs(g) > 1e-6
+            used.append(float(np.median((self.before - p)[moved] / g[moved])))
+            self.before = p.copy()
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 1))
+    net = mlp(3, [4], 1, activation="tanh", rng=np.random.default_rng(1))
+    opt = build("optimizers", "sgd", lr=0.4)
+    config = TrainConfig(epochs=5, batch_size=0, progress=False, callbacks=[RateFromWeights()])
+    trainer = Trainer(net, build("losses", "mse"), opt, config=config, task="regression",
+                      schedule=schedule("step", step_size=2, gamma=0.5))
+    trainer.fit(x, y)
+    expected = [0.4, 0.4, 0.2, 0.2, 0.1]  # 0.4 * 0.5 ** (epoch // 2)
+    assert [row["lr"] for row in trainer.history] == expected
+    assert [trainer.learning_rate(epoch) for epoch in range(5)] == expected
+    np.testing.assert_allclose(used, expected, rtol=1e-6)
+    assert opt.lr == 0.1 and opt.config()["lr"] == 0.4  # the configured rate is never changed
+
+
+def test_without_a_schedule_the_rate_is_the_configured_one():
+    from nnx.network import mlp
+    from nnx.trainer import TrainConfig, Trainer
+
+    opt = build("optimizers", "adam", lr=0.003)
+    trainer = Trainer(mlp(2, [3], 1, rng=np.random.default_rng(0)), build("losses", "mse"), opt,
+                      config=TrainConfig(epochs=2, progress=False), task="regression")
+    trainer.fit(np.ones((4, 2)), np.zeros((4, 1)))
+    assert [row["lr"] for row in trainer.history] == [0.003, 0.003] and opt.lr == 0.003
+
+
+def test_a_plugin_optimizer_without_its_own_config_still_has_its_rate():
+    """The base class records lr, weight_decay and clip_norm, so ``config()["lr"]`` (what the
+    trainer scales) exists for an optimizer that sets no ``_config`` of its own."""
+    from nnx.optimizers import Optimizer
+
+    class Plain(Optimizer):
+        def update(self, p, g, state):
+            p -= self.lr * g
+
+    assert Plain(lr=0.2).config() == {"lr": 0.2, "weight_decay": 0.0, "clip_norm": 0.0}

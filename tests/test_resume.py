@@ -155,3 +155,20 @@ def test_resume_keeps_early_stopping_state(tmp_path):
                                            f"trainer.resume={tmp_path / 'first'}"])
     assert resumed["trainer"].stopped_early == straight["trainer"].stopped_early
     assert_identical(straight, resumed)
+
+
+def test_the_resumed_run_takes_its_rate_from_its_own_config(tmp_path):
+    """The checkpoint records the configured rate (``base_lr``, as files written before this
+    rule do) but does not impose it: like every other hyper-parameter, the rate of a resumed
+    run is its own config's, scheduled from the epoch the checkpoint reached."""
+    overrides = ["optimizer=sgd", "schedule=step", "schedule.step_size=1", "schedule.gamma=0.5"]
+    train(tmp_path / "first", [*overrides, "optimizer.lr=0.1", "trainer.epochs=2"])
+    first = tmp_path / "first" / "last.npz"
+    assert checkpoint.read(first)[0]["optimizer"]["base_lr"] == 0.1
+    same = train(tmp_path / "same", [*overrides, "optimizer.lr=0.1", "trainer.epochs=4",
+                                     f"trainer.resume={first}"])
+    assert [row["lr"] for row in same["trainer"].history] == [0.1, 0.05, 0.025, 0.0125]
+    lower = train(tmp_path / "lower", [*overrides, "optimizer.lr=0.04", "trainer.epochs=4",
+                                       f"trainer.resume={first}"])
+    assert [row["lr"] for row in lower["trainer"].history] == [0.1, 0.05, 0.01, 0.005]
+    assert checkpoint.read(tmp_path / "lower" / "last.npz")[0]["optimizer"]["base_lr"] == 0.04
