@@ -44,7 +44,7 @@ class Kind:
     """
 
     name: str  # what configs, messages and ``registry(kind)`` call it
-    singular: str  # one component: "an unknown optimizer 'adm'"
+    singular: str  # one component, in messages: "unknown optimizer 'adm'"
     base: str  # "module:attribute" of the class every component derives from
     required_methods: tuple[tuple[str, ...], ...]
     config_group: str | None = None

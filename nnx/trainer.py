@@ -7,9 +7,9 @@
             network.backward(loss_fn.backward())    # backpropagation (chain rule)
             optimizer.step(network.params, network.grads)   # gradient descent
 
-Around that loop: learning-rate schedules (each epoch sets ``optimizer.lr``, the rate the
-steps use, from the configured rate and the schedule), metrics per epoch, callbacks (early stopping,
-non-finite guard), a progress bar that stays quiet off a terminal, and a tracker.
+Around that loop: learning-rate schedules (each epoch sets ``optimizer.lr``, the rate its
+steps use, from the configured rate and the schedule), metrics per epoch, callbacks (early
+stopping, non-finite guard), a progress bar that stays quiet off a terminal, and a tracker.
 """
 
 from __future__ import annotations
