@@ -190,7 +190,7 @@ def check_config(cfg: dict) -> None:
     check_choice("dtype", cfg.get("dtype"), ("float32", "float64"))
     check_trainer(cfg["trainer"])
     cfg["model"] = check_model(cfg["model"])
-    for group in ("dataset", "loss", "optimizer", "schedule"):
+    for group in GROUP_KINDS:
         if not isinstance(cfg.get(group), dict) or "name" not in cfg[group]:
             raise ConfigError(f"{group}: expected a config node with a 'name', got {cfg.get(group)!r}")
         component_class(group, cfg[group]["name"])

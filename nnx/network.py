@@ -20,7 +20,7 @@ def _as_module(spec) -> Module:
     """A module from a spec: a Module, a registered name, or {"name": ..., **kwargs}."""
     if isinstance(spec, Module):
         return spec
-    from nnx.registry import registry
+    from nnx.registry import MODULE_KINDS, registry
 
     if isinstance(spec, str):
         spec = {"name": spec}
@@ -28,10 +28,10 @@ def _as_module(spec) -> Module:
         raise ValueError(f"a layer spec must be a name or a dict with 'name', got {spec!r}")
     kwargs = {k: v for k, v in spec.items() if k != "name"}
     name = spec["name"]
-    for kind in ("layers", "activations"):
+    for kind in MODULE_KINDS:
         if name in registry(kind).names() or ":" in name and name.partition(":")[2] in registry(kind).names():
             return registry(kind).build(name, **kwargs)
-    valid = registry("layers").names() + registry("activations").names()
+    valid = [n for kind in MODULE_KINDS for n in registry(kind).names()]
     import difflib
 
     close = difflib.get_close_matches(name, valid, n=1)
@@ -151,12 +151,12 @@ class Network(Module):
 
     def specs(self) -> list[dict]:
         """Layer specs that rebuild this architecture (registry names + constructor arguments)."""
-        from nnx.registry import registry
+        from nnx.registry import MODULE_KINDS, registry
 
         specs = []
         for layer in self.layers:
             name = None
-            for kind in ("layers", "activations"):
+            for kind in MODULE_KINDS:
                 for entry in registry(kind).entries():
                     if entry.value == f"{type(layer).__module__}:{type(layer).__qualname__}":
                         name = entry.qualified_name if entry.distribution != "nnx" else entry.name

@@ -67,6 +67,8 @@ KINDS = (
     Kind("datasets", "dataset", "nnx.data:DatasetSource", (("load",),), "dataset"),
 )
 _BY_NAME = {k.name: k for k in KINDS}
+# The kinds a network's layer list names: those whose components are Modules.
+MODULE_KINDS = tuple(k.name for k in KINDS if k.base == "nnx.module:Module")
 # Two columns of the table by kind name, for callers that want only the column.
 GROUPS = {k.name: k.group for k in KINDS}
 SINGULAR = {k.name: k.singular for k in KINDS}

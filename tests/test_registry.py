@@ -66,6 +66,7 @@ def test_the_kind_table_is_the_one_list_of_kinds():
         base = kind.base.replace(":", ".")
         assert R.component_problem(kind.name, int) == \
             f"expected a class derived from {base}, got int(builtins.object)"
+    assert R.MODULE_KINDS == ("layers", "activations")  # what a network's layer list names
     assert GROUP_KINDS == {"loss": "losses", "optimizer": "optimizers", "schedule": "schedules",
                            "dataset": "datasets"}
     assert all((root / "conf" / group).is_dir() for group in GROUP_KINDS)
