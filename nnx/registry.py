@@ -51,7 +51,7 @@ BASES = {
     "optimizers": "nnx.optimizers:Optimizer",
     "initializers": "nnx.initializers:Initializer",
     "schedules": "nnx.schedules:Schedule",
-    "datasets": "nnx.data:DatasetSource",
+    "datasets": "nnx.datasets:DatasetSource",
 }
 # kind -> methods a component must implement itself rather than inherit from the base
 # (each tuple: any one of these names will do; the base's own ``step`` and ``__call__`` are

@@ -90,7 +90,7 @@ class _SweepGuard:
         if self.env is None:
             return
         env, self.env = self.env, None
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
         from nnx.trainer import STOP
 
         killed = (self.signalled or STOP.reason is not None
@@ -127,7 +127,7 @@ class MlflowSweepCallback(Callback):
         tracking = self._tracking(config)
         if tracking is None:
             return
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         hydra = config.hydra
         self.direction = _direction(config)
@@ -156,7 +156,7 @@ class MlflowSweepCallback(Callback):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         hydra = HydraConfig.get()
         os.environ[mt.ENV_OUTPUT_DIR] = str(hydra.runtime.output_dir)
@@ -173,7 +173,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         if self.env is None:
             return
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         results = None
         path = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"
