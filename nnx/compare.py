@@ -39,7 +39,7 @@ class CompareError(LookupError):
 
 
 def _client(uri: str | None):
-    from nnx.mlflow_tracking import check_server, is_http, resolve_uri, sqlite_path
+    from nnx.store import check_server, is_http, resolve_uri, sqlite_path
 
     uri = resolve_uri(uri)
     db = sqlite_path(uri)

@@ -75,7 +75,7 @@ def make_tracker(cfg: dict) -> Tracker:
     if tracking.get("name", "none") == "none":
         return NullTracker()
     if tracking["name"] == "mlflow":
-        from nnx.mlflow_tracking import MlflowTracker
+        from nnx.mlflow_tracker import MlflowTracker
 
         return MlflowTracker.from_config(cfg)
     raise ConfigError(f"tracking.name: expected 'mlflow' or 'none', got {tracking['name']!r}")
@@ -138,7 +138,7 @@ def resolve_resume(value: str, cfg: dict) -> Path:
         if candidate.is_file():
             return candidate
     if re.fullmatch(r"[0-9a-f]{32}", value):
-        from nnx.mlflow_tracking import download_checkpoint
+        from nnx.mlflow_tracker import download_checkpoint
 
         return download_checkpoint(value, cfg)
     raise ConfigError(f"trainer.resume: {value!r} is neither a checkpoint file (or a run folder "

@@ -1,5 +1,7 @@
 """Pictures of a run: learning curves, weight and gradient histograms, decision boundaries,
 confusion matrices, and sweep comparisons. Each function writes one PNG and returns its path.
+``RUN_PLOTS`` is the table of the pictures a tracked run logs at its end (``tracking.plots``
+picks among them): for each, its artifact file, when it applies and how it is drawn.
 
 Figures are drawn with ``matplotlib.figure.Figure`` on the Agg canvas directly: no pyplot, no
 global backend switch, nothing that needs a display.
@@ -7,8 +9,9 @@ global backend switch, nothing that needs a display.
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +212,66 @@ def _as_numbers(values) -> np.ndarray | None:
     except (TypeError, ValueError):
         return None
     return out if np.isfinite(out).all() else None
+
+
+# -- the pictures a tracked run logs at its end ----------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RunPlot:
+    """One picture of a run: ``artifact`` is its file among the run's artifacts,
+    ``applies(dataset)`` says whether the run's data allows it (the dataset may be None), and
+    ``draw(trainer, dataset, path, title)`` writes it to ``path``."""
+
+    artifact: str
+    applies: Callable
+    draw: Callable
+
+
+def _always(ds) -> bool:
+    return True
+
+
+def _classification(ds) -> bool:
+    return ds is not None and ds.task == "classification"
+
+
+def _plane_classification(ds) -> bool:
+    return _classification(ds) and ds.n_features == 2
+
+
+def _draw_curves(trainer, ds, path, title: str) -> Path:
+    return learning_curves(trainer.history, path, title)
+
+
+def _draw_histograms(trainer, ds, path, title: str) -> Path:
+    return weight_histograms(trainer.network, path, f"{title} epoch {trainer.epoch}")
+
+
+def _draw_confusion(trainer, ds, path, title: str) -> Path:
+    """On the test set, else on the training set."""
+    from nnx.metrics import labels_from_outputs, labels_from_targets
+
+    x, y = (ds.x_test, ds.y_test) if ds.x_test is not None else (ds.x_train, ds.y_train)
+    predicted = labels_from_outputs(trainer.network.predict(x), trainer.config.decision_threshold)
+    split = "test" if ds.x_test is not None else "train"
+    return confusion_matrix(labels_from_targets(y), predicted, path, f"{title} ({split})",
+                            ds.n_classes)
+
+
+def _draw_boundary(trainer, ds, path, title: str) -> Path:
+    """Over the training and test points together."""
+    from nnx.metrics import labels_from_targets
+
+    x = ds.x_train if ds.x_test is None else np.vstack([ds.x_train, ds.x_test])
+    y = ds.y_train if ds.y_test is None else np.concatenate(
+        [labels_from_targets(ds.y_train), labels_from_targets(ds.y_test)])
+    return decision_boundary(trainer.network, x, labels_from_targets(y), path,
+                             trainer.config.decision_threshold, f"{title}: decision boundary")
+
+
+# name (a value of tracking.plots) -> the picture, in the order they are drawn.
+RUN_PLOTS: dict[str, RunPlot] = {
+    "curves": RunPlot("plots/learning_curves.png", _always, _draw_curves),
+    "histograms": RunPlot("plots/histograms/final.png", _always, _draw_histograms),
+    "confusion": RunPlot("plots/confusion_matrix.png", _classification, _draw_confusion),
+    "boundary": RunPlot("plots/decision_boundary.png", _plane_classification, _draw_boundary),
+}

@@ -64,7 +64,7 @@ KINDS = (
          "optimizer"),
     Kind("initializers", "initializer", "nnx.initializers:Initializer", (("draw", "__call__"),)),
     Kind("schedules", "schedule", "nnx.schedules:Schedule", (("__call__",),), "schedule"),
-    Kind("datasets", "dataset", "nnx.data:DatasetSource", (("load",),), "dataset"),
+    Kind("datasets", "dataset", "nnx.datasets:DatasetSource", (("load",),), "dataset"),
 )
 _BY_NAME = {k.name: k for k in KINDS}
 # The kinds a network's layer list names: those whose components are Modules.

@@ -91,7 +91,7 @@ class _SweepGuard:
         if self.env is None:
             return
         env, self.env = self.env, None
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
         from nnx.trainer import STOP
 
         killed = (self.signalled or STOP.reason is not None
@@ -128,7 +128,7 @@ class MlflowSweepCallback(Callback):
         tracking = self._tracking(config)
         if tracking is None:
             return
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         hydra = config.hydra
         self.direction = _direction(config)
@@ -157,7 +157,7 @@ class MlflowSweepCallback(Callback):
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
 
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         hydra = HydraConfig.get()
         os.environ[mt.ENV_OUTPUT_DIR] = str(hydra.runtime.output_dir)
@@ -174,7 +174,7 @@ class MlflowSweepCallback(Callback):
     def on_multirun_end(self, config, **kwargs) -> None:
         if self.env is None:
             return
-        from nnx import mlflow_tracking as mt
+        from nnx import sweep_parent as mt
 
         results = None
         path = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"

@@ -1,7 +1,7 @@
 """The tracker interface the trainer talks to, and the null tracker.
 
 The trainer never imports mlflow: it calls these few methods. The MLflow tracker
-(``nnx.mlflow_tracking``) implements them; ``NullTracker`` ignores everything.
+(``nnx.mlflow_tracker``) implements them; ``NullTracker`` ignores everything.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Datasets, IDX files, downloads, preprocessing and minibatches (nnx.data)."""
+"""Datasets, IDX files, downloads, preprocessing and minibatches (nnx.data, nnx.datasets,
+nx.idx)."""
 
 from __future__ import annotations
 
@@ -14,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nnx import data
-from nnx.data import (
+from nnx import datasets
+from nnx.data import Batches, Dataset, one_hot, split, standardize
+from nnx.datasets import (
     MNIST1D,
     XOR,
-    Batches,
     Circles,
-    Dataset,
     DatasetNotFound,
     DatasetSource,
     Digits,
@@ -28,11 +28,8 @@ from nnx.data import (
     Moons,
     Spirals,
     Tutorial,
-    one_hot,
-    read_idx,
-    split,
-    standardize,
 )
+from nnx.idx import read_idx
 
 GENERATED = [Moons, Circles, Spirals, functools.partial(XOR, n_samples=40, noise=0.1)]
 GENERATED_IDS = ["moons", "circles", "spirals", "xor"]
@@ -68,7 +65,7 @@ def small_fashion(directory: Path, n_train=6, n_test=4, gz=True) -> dict[str, np
               "x_test": g.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
               "y_test": g.integers(0, 10, n_test).astype(np.uint8)}
     directory.mkdir(parents=True, exist_ok=True)
-    for key, base in data.FASHION_MNIST_FILES.items():
+    for key, base in datasets.FASHION_MNIST_FILES.items():
         write_idx(directory / (base + (".gz" if gz else "")), arrays[key])
     return arrays
 
@@ -241,6 +238,21 @@ def test_every_registered_dataset_is_a_source():
         assert cls.__doc__ and cls()  # builds from its defaults
 
 
+def test_names_that_moved_out_of_nnx_data_are_still_importable_from_it():
+    """Plugins and scripts written before the sources and the IDX format left nnx.data."""
+    from nnx import data, idx
+    from nnx.data import DatasetNotFound as old_not_found
+    from nnx.data import DatasetSource as old_base
+
+    assert old_base is DatasetSource and old_not_found is DatasetNotFound
+    for name in data.MOVED_TO_DATASETS:
+        assert getattr(data, name) is getattr(datasets, name), name
+    for name in data.MOVED_TO_IDX:
+        assert getattr(data, name) is getattr(idx, name), name
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = data.nope
+
+
 # -- digits -------------------------------------------------------------------------------------
 def test_digits_split_is_deterministic():
     a = Digits().load(rng(3), np.float32)
@@ -300,10 +312,10 @@ def test_read_idx_truncated_gzip_names_the_file(tmp_path):
 # -- Fashion-MNIST ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_fashion():
-    if not data.DEBIAN_FASHION_MNIST.is_dir():
-        pytest.skip(f"{data.DEBIAN_FASHION_MNIST} is absent "
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip(f"{datasets.DEBIAN_FASHION_MNIST} is absent "
                     "(apt-get install dataset-fashion-mnist to run this test)")
-    return FashionMNIST(download=False, data_dir=str(data.DEBIAN_FASHION_MNIST)).load(
+    return FashionMNIST(download=False, data_dir=str(datasets.DEBIAN_FASHION_MNIST)).load(
         rng(), np.float32)
 
 
@@ -331,7 +343,7 @@ def test_fashion_mnist_looks_in_nnx_data_dir_first(tmp_path, monkeypatch):
     monkeypatch.setenv("NNX_DATA_DIR", str(tmp_path))
     source = FashionMNIST(download=False)
     assert source.search_dirs()[:2] == [tmp_path, tmp_path / "fashion_mnist"]
-    assert source.search_dirs()[-1] == data.DEBIAN_FASHION_MNIST
+    assert source.search_dirs()[-1] == datasets.DEBIAN_FASHION_MNIST
     assert source.download_dir() == tmp_path
     assert source.load(rng()).x_train.shape == (5, 784)
 
@@ -347,7 +359,7 @@ def test_fashion_mnist_missing_with_download_off(tmp_path):
     with pytest.raises(DatasetNotFound) as info:
         FashionMNIST(download=False, data_dir=str(tmp_path)).load(rng())
     assert isinstance(info.value, FileNotFoundError)
-    assert_three_ways(str(info.value), data.FASHION_MNIST_URL)
+    assert_three_ways(str(info.value), datasets.FASHION_MNIST_URL)
     assert "download=false" in str(info.value)
 
 
@@ -359,7 +371,7 @@ def test_fashion_mnist_download(tmp_path, serve):
     np.testing.assert_allclose(ds.x_train, arrays["x_train"].reshape(6, 784) / np.float32(255))
     np.testing.assert_array_equal(ds.y_train, arrays["y_train"])
     # Exactly the four files under their final names, byte for byte, and no temporary left.
-    names = sorted(b + ".gz" for b in data.FASHION_MNIST_FILES.values())
+    names = sorted(b + ".gz" for b in datasets.FASHION_MNIST_FILES.values())
     assert sorted(os.listdir(target)) == names
     for name in names:
         assert (target / name).read_bytes() == (served / name).read_bytes()
@@ -391,7 +403,7 @@ def mnist1d(tmp_path_factory):
     """Generated once, from an empty working directory, with the cache cleared first."""
     pytest.importorskip("mnist1d")
     workdir = tmp_path_factory.mktemp("mnist1d_cwd")
-    data._mnist1d_arrays.cache_clear()  # make sure this load really generates
+    datasets._mnist1d_arrays.cache_clear()  # make sure this load really generates
     before = np.random.get_state()[1].copy()
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(workdir)

@@ -30,7 +30,7 @@ BUILTINS = {
     "datasets": {"tutorial", "xor", "digits"},
 }
 COMPONENT_MODULES = ["nnx.activations", "nnx.layers", "nnx.losses", "nnx.optimizers",
-                     "nnx.initializers", "nnx.schedules", "nnx.data"]
+                     "nnx.initializers", "nnx.schedules", "nnx.data", "nnx.datasets"]
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:

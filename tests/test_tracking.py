@@ -70,7 +70,8 @@ def free_port() -> int:
 # -- import cost ---------------------------------------------------------------------------
 def test_import_nnx_never_imports_mlflow():
     code = ("import sys, nnx, nnx.tracking, nnx.trainer, nnx.experiment, nnx.run, "
-            "nnx.sweep_callback, nnx.mlflow_model, nnx.plots\n"
+            "nnx.sweep_callback, nnx.mlflow_model, nnx.plots, nnx.store, nnx.mlflow_tracker, "
+            "nnx.run_metadata, nnx.tracking_settings, nnx.sweep_parent, nnx.network_files\n"
             "assert 'mlflow' not in sys.modules, 'mlflow was imported'\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           check=False)
@@ -201,7 +202,8 @@ def test_resume_from_an_unknown_run_id_is_a_clear_error(store):
 
 # -- pieces ----------------------------------------------------------------------------------
 def test_metrics_are_buffered_and_written_in_batches(store):
-    from nnx.mlflow_tracking import MlflowTracker, open_store
+    from nnx.mlflow_tracker import MlflowTracker
+    from nnx.store import open_store
 
     client = open_store(store)
     exp = client.create_experiment("batches")
@@ -227,7 +229,9 @@ def test_metrics_are_buffered_and_written_in_batches(store):
 
 
 def test_params_and_tags_are_clipped_to_mlflow_limits(store):
-    from nnx.mlflow_tracking import MlflowTracker, config_params, open_store
+    from nnx.mlflow_tracker import MlflowTracker
+    from nnx.run_metadata import config_params
+    from nnx.store import open_store
 
     params = config_params({"model": {"hidden": list(range(3000))}, "k" * 300: 1,
                             "tracking": {"uri": "x"}, "trainer": {"checkpoint_dir": "/x"}})
@@ -246,7 +250,7 @@ def test_params_and_tags_are_clipped_to_mlflow_limits(store):
 
 
 def test_tracking_settings_are_checked():
-    from nnx.mlflow_tracking import check_settings
+    from nnx.tracking_settings import check_settings
 
     assert check_settings({"name": "mlflow", "uri": None})["flush_seconds"] == 10.0
     for bad, message in [({"snapshot_evry": 1}, "tracking.snapshot_evry: unknown setting"),
@@ -258,7 +262,7 @@ def test_tracking_settings_are_checked():
 
 
 def test_tracking_uri_resolution(monkeypatch, tmp_path):
-    from nnx.mlflow_tracking import DEFAULT_DB, resolve_uri
+    from nnx.store import DEFAULT_DB, resolve_uri
 
     monkeypatch.delenv("NNX_TRACKING_URI", raising=False)
     assert resolve_uri(None) == f"sqlite:///{DEFAULT_DB}"
@@ -272,7 +276,8 @@ def test_tracking_uri_resolution(monkeypatch, tmp_path):
 
 
 def test_unreachable_server_fails_in_seconds_naming_the_uri():
-    from nnx.mlflow_tracking import MlflowTracker, TrackingError
+    from nnx.mlflow_tracker import MlflowTracker
+    from nnx.store import TrackingError
 
     uri = f"http://127.0.0.1:{free_port()}"
     started = time.perf_counter()

@@ -26,7 +26,7 @@ def files_of(uri: str, experiment_name: str) -> tuple[str, set[str]]:
 
 
 def test_plots_setting_is_true_false_or_a_list_of_names():
-    from nnx.mlflow_tracking import PLOTS, check_settings
+    from nnx.tracking_settings import PLOTS, check_settings
 
     assert check_settings({"plots": True})["plots"] == PLOTS
     assert check_settings({"plots": False})["plots"] == ()
@@ -81,7 +81,7 @@ def test_first_store_opened_leaves_mlflow_frozen_and_the_collector_on(store):
     collector is running again afterwards; a collector turned off by the caller stays off."""
     code = f"""
 import gc
-from nnx.mlflow_tracking import open_store
+from nnx.store import open_store
 before = gc.get_freeze_count()
 open_store({store!r})
 frozen = gc.get_freeze_count()
@@ -93,7 +93,7 @@ assert gc.get_freeze_count() <= frozen, "froze a second time"  # frozen objects 
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                           check=False, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    off = ("import gc\ngc.disable()\nfrom nnx.mlflow_tracking import open_store\n"
+    off = ("import gc\ngc.disable()\nfrom nnx.store import open_store\n"
            f"open_store({store!r})\nassert not gc.isenabled()\nassert gc.get_freeze_count() == 0\n")
     done = subprocess.run([sys.executable, "-c", off], cwd=ROOT, capture_output=True, text=True,
                           check=False, timeout=120)

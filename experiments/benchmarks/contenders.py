@@ -27,7 +27,7 @@ CLASSES = 10
 # -- data ---------------------------------------------------------------------------------------
 def load_fashion(limit_train: int = 0, dtype=np.float32):
     """Fashion-MNIST through nnx's own loader (never downloads): x float32 in [0, 1], y int64."""
-    from nnx.data import FashionMNIST
+    from nnx.datasets import FashionMNIST
 
     return FashionMNIST(download=False, limit_train=limit_train).load(
         np.random.default_rng(0), dtype=dtype)

@@ -102,7 +102,7 @@ class Timer:
 
 def in_process(repeats: int, epochs: int, store: str) -> dict[str, list[float]]:
     from nnx import experiment
-    from nnx.mlflow_tracking import MlflowTracker
+    from nnx.mlflow_tracker import MlflowTracker
     from nnx.trainer import Trainer
 
     timer = Timer()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-from nnx.data import Dataset, DatasetSource
+from nnx.data import Dataset
+from nnx.datasets import DatasetSource
 
 
 def _int(name: str, value, minimum: int) -> int:

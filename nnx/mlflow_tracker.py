@@ -1,0 +1,485 @@
+"""The MLflow tracker: every run's config, tags, metrics, weights, plots and model in MLflow.
+
+    tracker = MlflowTracker.from_config(cfg)   # opens (or creates) the store, checks a server
+    tracker.start(cfg, trainer, dataset)       # the run: params, tags, config artifacts
+    tracker.log_metrics(logs, step=epoch)      # buffered; written with log_batch
+    tracker.log_network(network)               # final weights, pyfunc model, plots
+    tracker.finish("FINISHED" | "FAILED" | "KILLED", error)
+
+Facts that shape it (see DESIGN.md): one ``log_metric`` costs milliseconds while ``log_batch``
+costs ~0.1 ms per metric, so metrics are buffered and written by a background thread. The store
+(``nnx.store``), what a run records (``nnx.run_metadata``), the settings
+(``nnx.tracking_settings``), the pictures (``nnx.plots.RUN_PLOTS``) and a sweep's parent
+run (``nnx.sweep_parent``) live in files of their own.
+
+``import nnx`` never imports this module; mlflow itself is imported on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from nnx.plots import RUN_PLOTS
+from nnx.run_metadata import (
+    MAX_KEY,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAM_VALUE,
+    MAX_PARAMS_PER_BATCH,
+    MAX_TAG_VALUE,
+    clip,
+    component_tags,
+    config_params,
+    config_yaml,
+    flatten,
+    git_state,
+    now_ms,
+    param_text,
+    user_name,
+)
+from nnx.store import (
+    TrackingError,
+    experiment_id,
+    experiment_name,
+    first_line,
+    open_store,
+    resolve_uri,
+)
+from nnx.sweep_parent import hydra_job, override_key, sweep_parent
+from nnx.tracking import Tracker
+from nnx.tracking_settings import SETTINGS, check_settings
+
+
+class MetricWriter:
+    """Sends metric batches to the store on a background thread, so training does not wait.
+
+    ``log_batch`` costs about 0.1 ms per metric on sqlite (more against a server): a few ms
+    per logged epoch, which a small network's epoch notices. The thread writes while the main
+    thread trains (NumPy and sqlite both release the GIL). ``drain`` waits until everything
+    submitted is stored and re-raises the first error the thread met.
+    """
+
+    def __init__(self, client, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self._pending: list = []
+        self._busy = False
+        self._error: BaseException | None = None
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, metrics: list) -> None:
+        with self._cond:
+            self._pending.extend(metrics)
+            if self._thread is None:
+                # A daemon: a process that dies without finish() must not hang on it.
+                self._thread = threading.Thread(target=self._loop, name="nnx-mlflow-writer",
+                                                daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending:
+                    self._cond.wait()
+                chunk = self._pending[:MAX_METRICS_PER_BATCH]
+                del self._pending[:len(chunk)]
+                self._busy = True
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as error:  # noqa: BLE001 - handed to the main thread by drain()
+                with self._cond:
+                    self._error = self._error or error
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def drain(self) -> None:
+        """Block until every submitted metric is written; raise the thread's first error."""
+        with self._cond:
+            while self._pending or self._busy:
+                self._cond.wait()
+            error, self._error = self._error, None
+        if error is not None:
+            raise TrackingError(f"writing metrics to {self.client.tracking_uri} failed: "
+                                f"{type(error).__name__}: {first_line(error)}") from error
+
+
+class MlflowTracker(Tracker):
+    """Logs one training run to MLflow (see the module docstring for the calls, in order)."""
+
+    def __init__(self, client, uri: str, experiment_id: str, settings: dict | None = None,
+                 parent_run_id: str | None = None) -> None:
+        self.client, self.uri, self.experiment_id = client, uri, experiment_id
+        self.settings = check_settings(settings or {})
+        self.parent_run_id = parent_run_id
+        self.run_id: str | None = None
+        self.config: dict = {}
+        self.trainer = self.dataset = None
+        self.latest: dict[str, float] = {}  # the last value of every metric logged
+        self._buffer: list = []
+        self._last_flush = time.monotonic()
+        self._writer: MetricWriter | None = None
+        self._snapshotted = 0  # epoch of the last weights snapshot
+        self._histogrammed = 0
+        self._finished = False
+        self._warnings: list[str] = []
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> MlflowTracker:
+        """A tracker for the whole resolved config ``cfg`` (its ``tracking`` node picks the
+        store and the experiment). Fails here, before training, when the store is unusable."""
+        settings = check_settings(dict(cfg.get("tracking") or {}))
+        uri = resolve_uri(settings["uri"])
+        client = open_store(uri, float(settings["timeout"]))
+        sweep = sweep_parent(uri)
+        if sweep is not None:
+            exp_id, parent = sweep
+        else:
+            try:
+                exp_id, parent = experiment_id(client, experiment_name(cfg), uri), None
+            except Exception as error:
+                raise TrackingError(f"cannot use MLflow experiment {experiment_name(cfg)!r} in "
+                                    f"{uri}: {first_line(error)}") from error
+        return cls(client, uri, exp_id, settings, parent_run_id=parent)
+
+    # -- the run -----------------------------------------------------------------------
+    def start(self, config: dict, trainer, dataset) -> None:
+        """Create the run; log params, tags, the composed config and Hydra's ``.hydra/``."""
+        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+        self.config, self.trainer, self.dataset = config, trainer, dataset
+        job = hydra_job()
+        tags = self.run_tags(config, trainer, dataset, job)
+        if self.parent_run_id:
+            tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
+        run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
+                                     run_name=self.run_name(config, job))
+        self.run_id = run.info.run_id
+        self._writer = MetricWriter(self.client, self.run_id)
+        self.log_params(config_params(config))
+        with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
+            path = Path(tmp) / "config.yaml"
+            path.write_text(config_yaml(config))
+            self.client.log_artifact(self.run_id, str(path))
+        hydra_dir = job.get("output_dir", Path("/nonexistent")) / ".hydra"
+        if hydra_dir.is_dir():
+            self.client.log_artifacts(self.run_id, str(hydra_dir), ".hydra")
+
+    def run_name(self, config: dict, job: dict) -> str | None:
+        if self.settings["run_name"]:
+            return str(self.settings["run_name"])
+        if "job_num" in job and self.parent_run_id:
+            swept = set(job.get("swept", []))
+            shown = [o for o in job.get("overrides", []) if override_key(o) in swept]
+            return clip(" ".join([f"#{job['job_num']}", *shown]), MAX_KEY)
+        return None  # MLflow picks a name
+
+    def run_tags(self, config: dict, trainer, dataset, job: dict) -> dict[str, str]:
+        from nnx import __version__
+
+        network = trainer.network if trainer is not None else None
+        tags = {
+            "mlflow.user": user_name(),
+            "mlflow.source.type": "LOCAL",
+            "mlflow.source.name": "nnx.run" if job else Path(sys.argv[0] or "python").name,
+            "nnx.version": __version__,
+            "nnx.objective": str(config.get("objective", "val_loss")),
+        }
+        git = git_state()
+        if git is not None:
+            tags["nnx.git_commit"] = tags["mlflow.source.git.commit"] = git[0]
+            tags["nnx.git_dirty"] = str(git[1]).lower()
+        if dataset is not None:
+            n_test = 0 if dataset.x_test is None else len(dataset.x_test)
+            tags.update({"dataset": dataset.name, "nnx.dataset.task": dataset.task,
+                         "nnx.dataset.n_train": str(len(dataset.x_train)),
+                         "nnx.dataset.n_test": str(n_test),
+                         "nnx.dataset.n_features": str(dataset.n_features)})
+            if dataset.n_classes:
+                tags["nnx.dataset.n_classes"] = str(dataset.n_classes)
+        if network is not None:
+            tags["nnx.n_params"] = str(network.n_params)
+            tags["mlflow.note.content"] = "```\n" + network.summary() + "\n```"
+        tags.update(component_tags(config, network))
+        checkpoint_dir = (config.get("trainer") or {}).get("checkpoint_dir")
+        if checkpoint_dir:
+            tags["nnx.checkpoint_dir"] = str(checkpoint_dir)
+        if "output_dir" in job:
+            tags["nnx.output_dir"] = str(job["output_dir"])
+        if "job_num" in job:
+            tags["nnx.job_num"] = str(job["job_num"])
+            if "optuna" in job.get("sweeper", ""):
+                tags["trial"] = str(job["job_num"])  # Optuna numbers trials as Hydra numbers jobs
+        if job.get("overrides"):
+            tags["nnx.overrides"] = json.dumps(job["overrides"])
+        resume = (config.get("trainer") or {}).get("resume")
+        if resume:
+            tags["nnx.resumed_from"] = str(resume)
+        return {k: clip(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
+
+    # -- the Tracker interface --------------------------------------------------------
+    def log_params(self, params: dict) -> None:
+        from mlflow.entities import Param
+
+        params = {clip(str(k), MAX_KEY): clip(param_text(v), MAX_PARAM_VALUE)
+                  for k, v in flatten(dict(params)).items()}
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self._run(), params=items[i:i + MAX_PARAMS_PER_BATCH])
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        items = [RunTag(clip(str(k), MAX_KEY), clip(str(v), MAX_TAG_VALUE))
+                 for k, v in tags.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self._run(), tags=items[i:i + MAX_PARAMS_PER_BATCH])
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Buffer ``metrics`` at ``step`` (the epoch); written at least every ``flush_seconds``.
+
+        Also takes the periodic weight snapshots and histograms (``tracking.snapshot_every``,
+        ``tracking.histograms_every``) when an interval has passed.
+        """
+        from mlflow.entities import Metric
+
+        stamp = now_ms()
+        for key, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                continue
+            value = float(value)
+            self._buffer.append(Metric(clip(str(key), MAX_KEY), value, stamp, int(step)))
+            self.latest[key] = value
+        if (len(self._buffer) >= MAX_METRICS_PER_BATCH
+                or time.monotonic() - self._last_flush >= self.settings["flush_seconds"]):
+            self.flush()
+        network = getattr(self.trainer, "network", None)
+        if network is None:
+            return
+        every = self.settings["snapshot_every"]
+        if every and step // every > self._snapshotted // every:
+            self._snapshotted = step
+            self.log_network(network, epoch=step)
+        every = self.settings["histograms_every"]
+        if (every and "histograms" in self.settings["plots"]
+                and step // every > self._histogrammed // every):
+            self._histogrammed = step
+            self._plot("histograms", f"plots/histograms/epoch_{step:05d}.png")
+
+    def flush(self, wait: bool = False) -> None:
+        """Hand the buffered metrics to the background writer (``log_batch``, at most 1000
+        per call); with ``wait``, return once they are stored. ``finish`` always waits."""
+        self._run()
+        if self._buffer:
+            self._writer.submit(self._buffer)
+            self._buffer = []
+        self._last_flush = time.monotonic()
+        if wait:
+            self._writer.drain()
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self._run(), str(path), artifact_path)
+
+    def log_network(self, network, epoch: int | None = None) -> None:
+        """A weights snapshot (``weights/epoch_00010.npz``); with ``epoch=None`` the final
+        weights (``weights/final.npz``), the pyfunc model and the plots."""
+        from nnx.network_files import save_snapshot
+
+        with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
+            name = "final.npz" if epoch is None else f"epoch_{epoch:05d}.npz"
+            save_snapshot(network, Path(tmp) / name)
+            self.client.log_artifact(self._run(), str(Path(tmp) / name), "weights")
+        if epoch is not None:
+            return
+        if self.settings["log_model"]:
+            self.log_model(network)
+        if self.settings["plots"]:
+            self.log_plots(network)
+
+    def log_model(self, network, name: str = "model") -> str:
+        """The network as an MLflow pyfunc model, loaded by ``nnx.mlflow_model`` (no pickle);
+        returns its ``runs:/<run id>/<name>`` URI."""
+        import mlflow
+        from mlflow.models import infer_signature
+
+        from nnx import __version__
+        from nnx.network_files import save_network
+
+        if self.dataset is not None:
+            example = np.asarray(self.dataset.x_train[:5], dtype=network.dtype)
+        else:
+            example = np.zeros((1, network.in_features), dtype=network.dtype)
+        signature = infer_signature(example, network.predict(example))
+        with tempfile.TemporaryDirectory(prefix="nnx-model-") as tmp, self._fluent_run():
+            data = save_network(network, Path(tmp) / "network")
+            mlflow.pyfunc.log_model(
+                name=name, loader_module="nnx.mlflow_model", data_path=str(data),
+                signature=signature, input_example=example,
+                # Given, not inferred: inference loads the model in a subprocess (seconds).
+                pip_requirements=[f"nnx=={__version__}", f"numpy=={np.__version__}"])
+        return f"runs:/{self.run_id}/{name}"
+
+    def log_plots(self, network) -> None:
+        """The plots ``tracking.plots`` picks, of: learning curves, weight/gradient histograms,
+        and for classification a confusion matrix (test set, else train) and, on 2-D data, the
+        decision boundary."""
+        for name in self.settings["plots"]:
+            plot = RUN_PLOTS[name]
+            if plot.applies(self.dataset):
+                self._plot(name, plot.artifact)
+
+    def _plot(self, what: str, artifact: str) -> None:
+        """Draw one plot of ``RUN_PLOTS`` and log it as ``artifact``; a plot that fails is a
+        warning, never a failed run."""
+        title = str(self.config.get("name", ""))
+        try:
+            with tempfile.TemporaryDirectory(prefix="nnx-plot-") as tmp:
+                path = Path(tmp) / Path(artifact).name
+                RUN_PLOTS[what].draw(self.trainer, self.dataset, path, title)
+                self.client.log_artifact(self._run(), str(path), str(Path(artifact).parent))
+        except Exception as error:  # noqa: BLE001 - a picture must not fail a trained run
+            message = f"plot {artifact} failed: {type(error).__name__}: {error}"
+            self._warnings.append(message)
+            print(f"nnx: warning: {message}", file=sys.stderr)
+
+    def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
+        """Flush, log the objective, the checkpoint and any error, then set the final status.
+
+        Every step is attempted even when an earlier one fails: the status is always set.
+        """
+        if self.run_id is None or self._finished:
+            return
+        self._finished = True
+        problems = []
+
+        def attempt(step, *args):
+            try:
+                step(*args)
+            except Exception as exc:  # noqa: BLE001 - keep going: the status must be set
+                problems.append(f"{getattr(step, '__name__', step)}: {type(exc).__name__}: {exc}")
+
+        attempt(self.flush, True)
+        objective = str(self.config.get("objective", "val_loss"))
+        if status == "FINISHED" and objective in self.latest:
+            step = self.trainer.epoch if self.trainer is not None else 0
+            attempt(self._log_now, {"objective": self.latest[objective]}, step)
+        attempt(self._log_checkpoint)
+        attempt(self._log_job_logs)
+        if error is not None or status != "FINISHED":
+            attempt(self._log_error, status, error)
+        if self._warnings:
+            attempt(self.set_tags, {"nnx.warnings": "\n".join(self._warnings)})
+        try:
+            self.client.set_terminated(self.run_id, status=status, end_time=now_ms())
+        except Exception as exc:
+            message = (f"nnx: could not mark MLflow run {self.run_id} as {status} in {self.uri}: "
+                       f"{type(exc).__name__}: {exc}")
+            if status == "FINISHED":
+                raise TrackingError(message) from exc
+            print(message, file=sys.stderr)
+        for problem in problems:
+            print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
+
+    # -- helpers ----------------------------------------------------------------------
+    def _run(self) -> str:
+        if self.run_id is None:
+            raise RuntimeError("MlflowTracker: call start() before logging")
+        return self.run_id
+
+    def _log_now(self, metrics: dict, step: int) -> None:
+        self.log_metrics(metrics, step)
+        self.flush(wait=True)
+
+    def _log_checkpoint(self) -> None:
+        """The trainer's last checkpoint as ``checkpoints/last.npz`` (for resume=<run id>)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.config.checkpoint_dir:
+            return
+        path = Path(trainer.checkpoint_path)
+        if path.is_file():
+            self.client.log_artifact(self._run(), str(path), "checkpoints")
+
+    def _log_job_logs(self) -> None:
+        output = hydra_job().get("output_dir")
+        if output is not None and output.is_dir():
+            for log in sorted(output.glob("*.log")):
+                self.client.log_artifact(self._run(), str(log), "logs")
+
+    def _log_error(self, status: str, error: str | None) -> None:
+        exc = sys.exc_info()[1]  # finish() runs in train()'s finally: the exception is current
+        if isinstance(exc, KeyboardInterrupt) and str(exc) and error in (None, "interrupted"):
+            error = str(exc)  # e.g. "stopped by SIGTERM after epoch 12; checkpoint ..."
+        message = error or status.lower()
+        self.set_tags({"error": message})
+        text = f"status: {status}\nerror: {message}\n"
+        if exc is not None:
+            text += "\n" + "".join(traceback.format_exception(exc))
+        with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
+            path = Path(tmp) / "error.txt"
+            path.write_text(text)
+            self.client.log_artifact(self._run(), str(path))
+
+    @contextlib.contextmanager
+    def _fluent_run(self):
+        """This run as mlflow's active run, which ``mlflow.pyfunc.log_model`` logs into."""
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri)
+        active = mlflow.active_run()
+        if active is not None and active.info.run_id == self.run_id:
+            yield
+            return
+        # Leaving the block ends the run as FINISHED; finish() sets the true status after
+        # (and prints the run's URL for a server, once: not here as well).
+        quiet = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+        before = os.environ.get(quiet)
+        os.environ[quiet] = "true"
+        try:
+            with mlflow.start_run(run_id=self.run_id, nested=active is not None):
+                yield
+        finally:
+            if before is None:
+                os.environ.pop(quiet, None)
+            else:
+                os.environ[quiet] = before
+
+
+# -- resume from a run -------------------------------------------------------------------
+def download_checkpoint(run_id: str, cfg: dict) -> Path:
+    """The ``checkpoints/last.npz`` artifact of MLflow run ``run_id`` (for trainer.resume),
+    downloaded from the store ``cfg.tracking`` names, beside this run's checkpoints."""
+    tracking = dict(cfg.get("tracking") or {})
+    uri = resolve_uri(tracking.get("uri"))
+    client = open_store(uri, float(tracking.get("timeout") or SETTINGS["timeout"]))
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as error:
+        raise FileNotFoundError(f"trainer.resume: there is no MLflow run {run_id} in {uri} "
+                                f"({first_line(error)})") from error
+    checkpoint_dir = (cfg.get("trainer") or {}).get("checkpoint_dir")
+    if checkpoint_dir:
+        dest = Path(checkpoint_dir).parent / "resume" / run_id
+        dest.mkdir(parents=True, exist_ok=True)
+    else:
+        dest = Path(tempfile.mkdtemp(prefix=f"nnx-resume-{run_id[:8]}-"))
+    try:
+        path = client.download_artifacts(run_id, "checkpoints/last.npz", str(dest))
+    except (MlflowException, OSError) as error:
+        raise FileNotFoundError(
+            f"trainer.resume: MLflow run {run_id} in {uri} has no checkpoints/last.npz artifact "
+            "(runs log it when they write checkpoints: trainer.checkpoint_dir, set by "
+            f"python -m nnx.run) ({first_line(error)})") from error
+    return Path(path)

@@ -1,0 +1,109 @@
+"""A trained network as plain files, read back without pickle.
+
+Two forms, both rebuilt through the registry from the architecture they store:
+
+A saved network is a folder of two files (what a logged MLflow model holds, in ``data/network``):
+
+    network.json   {"format": 1, "architecture": network.specs(), "in_features": 2,
+                    "out_features": 1, "dtype": "float64", "nnx_version": "0.1.0"}
+    weights.npz    one array per parameter, keyed like ``Network.named_params()`` ("0.W", ...)
+
+A weights snapshot (``weights/final.npz`` of a run) is one ``.npz``: the same arrays plus the
+same JSON document as bytes under ``__network_json__``.
+
+Weights are read with ``allow_pickle=False`` and the architecture is rebuilt through the
+registry, so loading a network never runs code stored with it. No mlflow here: the MLflow
+pyfunc loader that serves a saved network is ``nnx.mlflow_model``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = 1
+ARCHITECTURE_FILE = "network.json"
+WEIGHTS_FILE = "weights.npz"
+SNAPSHOT_META = "__network_json__"
+
+
+def network_meta(network) -> dict:
+    """The JSON document that describes ``network``'s architecture in both forms."""
+    from nnx import __version__
+
+    return {"format": FORMAT, "architecture": network.specs(), "in_features": network.in_features,
+            "out_features": network.out_features, "dtype": str(network.dtype),
+            "nnx_version": __version__}
+
+
+def _network_for(meta: dict):
+    """A network of the architecture ``meta`` describes (its weights still to be filled in)."""
+    from nnx.network import Network
+
+    return Network(meta["architecture"], meta["in_features"], dtype=meta["dtype"],
+                   rng=np.random.default_rng(0))
+
+
+# -- a folder: network.json + weights.npz ------------------------------------------------------
+def save_network(network, folder: str | Path) -> Path:
+    """Write ``network`` to ``folder`` (created) as network.json + weights.npz; returns it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ARCHITECTURE_FILE).write_text(json.dumps(network_meta(network), indent=2) + "\n")
+    np.savez(folder / WEIGHTS_FILE, **network.named_params())
+    return folder
+
+
+def load_network(folder: str | Path):
+    """The network saved in ``folder`` by :func:`save_network`, weights restored exactly."""
+    folder = Path(folder)
+    meta_path, weights_path = folder / ARCHITECTURE_FILE, folder / WEIGHTS_FILE
+    for path in (meta_path, weights_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"{folder} is not a saved nnx network: {path.name} is missing")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT}")
+    network = _network_for(meta)
+    params = network.named_params()
+    with np.load(weights_path, allow_pickle=False) as weights:
+        stored = set(weights.files)
+        if stored != set(params):
+            raise ValueError(f"{weights_path}: parameters {sorted(stored)} do not match the "
+                             f"architecture's {sorted(params)}")
+        for key, value in params.items():
+            if weights[key].shape != value.shape:
+                raise ValueError(f"{weights_path}: {key} has shape {weights[key].shape}, the "
+                                 f"architecture needs {value.shape}")
+            value[...] = weights[key]
+    return network.eval()
+
+
+# -- a snapshot: one .npz -----------------------------------------------------------------------
+def save_snapshot(network, path: str | Path) -> Path:
+    """One self-contained ``.npz``: the named parameters plus the architecture as JSON bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps(network_meta(network)).encode()
+    np.savez(path, **network.named_params(),
+             **{SNAPSHOT_META: np.frombuffer(meta, dtype=np.uint8)})
+    return path
+
+
+def load_snapshot(path: str | Path):
+    """The network in a snapshot written by :func:`save_snapshot` (read without pickle)."""
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    if SNAPSHOT_META not in arrays:
+        raise ValueError(f"{path} is not an nnx weights snapshot (no {SNAPSHOT_META})")
+    meta = json.loads(arrays.pop(SNAPSHOT_META).tobytes().decode())
+    network = _network_for(meta)
+    params = network.named_params()
+    if set(arrays) != set(params):
+        raise ValueError(f"{path}: parameters {sorted(arrays)} do not match the architecture's "
+                         f"{sorted(params)}")
+    for key, value in params.items():
+        value[...] = arrays[key]
+    return network.eval()
