@@ -80,11 +80,11 @@ def git_state() -> tuple[str, bool] | None:
 def component_tags(config: dict, network=None) -> dict[str, str]:
     """Where every component came from: ``component.optimizer = nnx 0.1.0``,
     ``component.activation.mish = nnx-example-plugin 0.1.0``, so a plugin's version is on record."""
-    from nnx.registry import PluginError, UnknownComponentError, registry
+    from nnx.config import GROUP_KINDS
+    from nnx.registry import MODULE_KINDS, SINGULAR, PluginError, UnknownComponentError, registry
 
     wanted: list[tuple[str, str, str]] = []  # (tag, kind, name)
-    for group, kind in (("dataset", "datasets"), ("loss", "losses"), ("optimizer", "optimizers"),
-                        ("schedule", "schedules")):
+    for group, kind in GROUP_KINDS.items():
         node = config.get(group)
         if isinstance(node, dict) and node.get("name"):
             wanted.append((f"component.{group}", kind, str(node["name"])))
@@ -95,9 +95,9 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
         for spec in network.specs():
             name = spec["name"]
             short = name.rpartition(":")[2]
-            for kind, label in (("layers", "layer"), ("activations", "activation")):
+            for kind in MODULE_KINDS:
                 if short in registry(kind).names():
-                    wanted.append((f"component.{label}.{{}}", kind, name))
+                    wanted.append((f"component.{SINGULAR[kind]}.{{}}", kind, name))
                     break
     tags = {}
     for tag, kind, name in wanted:
