@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := PIP_FIND_LINKS= $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test ui bench lint clean
+.PHONY: help install run test data ui bench lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -26,8 +26,25 @@ $(STAMP): pyproject.toml
 run: install ## train the default experiment (the classic tutorial network) and log it to MLflow
 	$(PY) -m nnx.run experiment=tutorial
 
-test: install ## run the whole test suite
+test: install ## run the whole test suite (tests that need Fashion-MNIST skip, saying so, without it)
 	$(PY) -m pytest -q
+
+# Where nnx finds Fashion-MNIST (it looks where the loader looks), or exit 1; never downloads.
+FASHION_FOUND := from nnx.registry import build; \
+  f = build("datasets", "fashion_mnist", download=False).find(); \
+  print("Fashion-MNIST is in", f["x_train"].parent) if f else exit(1)
+# nnx's own download, into $NNX_DATA_DIR or ~/.cache/nnx/fashion_mnist (each file checked).
+FASHION_FETCH := from nnx.registry import build; \
+  print("Fashion-MNIST downloaded to", build("datasets", "fashion_mnist").fetch()["x_train"].parent)
+
+data: install ## get Fashion-MNIST for the studies and the benchmark (Debian package as root, else download)
+	@$(PY) -c '$(FASHION_FOUND)' && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install dataset-fashion-mnist"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; } \
+	    || echo "the Debian package could not be installed: downloading instead"; \
+	fi; \
+	$(PY) -c '$(FASHION_FOUND)' 2>/dev/null || $(PY) -c '$(FASHION_FETCH)'
 
 ui: install ## browse the runs: MLflow UI on http://127.0.0.1:5000 over ./mlflow.db
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db

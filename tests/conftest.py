@@ -1,4 +1,6 @@
-"""Shared fixtures: a way to run ``python -m nnx.run`` for real, in a temporary folder."""
+"""Shared fixtures: a way to run ``python -m nnx.run`` for real, in a temporary folder; a small
+Fashion-MNIST written by the tests; and the ``needs_fashion_mnist`` marker, whose tests are
+skipped (with the reason in pytest's summary) on a machine without the real dataset."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from idx_files import small_fashion
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,3 +54,37 @@ def store(tmp_path, store_template) -> str:
     path = tmp_path / "mlflow.db"
     shutil.copy(store_template, path)
     return f"sqlite:///{path}"
+
+
+# -- Fashion-MNIST: small files for every machine, the real dataset only where it is installed --
+@pytest.fixture(scope="session")
+def small_fashion_dir(tmp_path_factory) -> Path:
+    """A folder with the four Fashion-MNIST IDX files: 300 training and 100 test images."""
+    directory = tmp_path_factory.mktemp("fashion_mnist")
+    small_fashion(directory, n_train=300, n_test=100)
+    return directory
+
+
+def fashion_mnist_missing() -> str | None:
+    """Why the real dataset cannot be read (nnx looked and found nothing), or None when it can.
+    Never downloads."""
+    from nnx.registry import build
+
+    source = build("datasets", "fashion_mnist", download=False)
+    if source.find() is not None:
+        return None
+    where = ", ".join(str(d) for d in source.search_dirs())
+    return f"Fashion-MNIST is not installed (looked in {where}); `make data` gets it"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the ``needs_fashion_mnist`` tests when the dataset is absent; with
+    $NNX_REQUIRE_FASHION_MNIST set (CI's pass with the dataset) its absence is an error instead."""
+    marked = [item for item in items if item.get_closest_marker("needs_fashion_mnist")]
+    reason = fashion_mnist_missing() if marked else None
+    if reason is None:
+        return
+    if os.environ.get("NNX_REQUIRE_FASHION_MNIST"):
+        raise pytest.UsageError(f"$NNX_REQUIRE_FASHION_MNIST is set, but {reason}")
+    for item in marked:
+        item.add_marker(pytest.mark.skip(reason=reason))

@@ -12,11 +12,9 @@ dtype float16); they are not repeated here.
 
 from __future__ import annotations
 
-import gzip
 import os
 import shutil
 import sqlite3
-import struct
 import subprocess
 import sys
 import threading
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_files import small_fashion, write_idx
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT_S = 10.0
@@ -105,18 +104,10 @@ HYDRA = {k for k, (_, text) in CASES.items() if text.startswith(("Could not", ))
 ENV = {"debug-shows-traceback": {"NNX_DEBUG": "1"}}
 
 
-def idx_gz(path: Path, array: np.ndarray, code: int = 0x08) -> None:
-    header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    path.write_bytes(gzip.compress(header + array.astype(">u1").tobytes()))
-
-
 def fashion_files(folder: Path, labels: np.ndarray, truncate: bool = False) -> None:
-    folder.mkdir(parents=True)
-    n = len(labels)
-    idx_gz(folder / "train-images-idx3-ubyte.gz", np.zeros((n, 28, 28), np.uint8))
-    idx_gz(folder / "train-labels-idx1-ubyte.gz", labels)
-    idx_gz(folder / "t10k-images-idx3-ubyte.gz", np.zeros((4, 28, 28), np.uint8))
-    idx_gz(folder / "t10k-labels-idx1-ubyte.gz", np.arange(4))
+    """The four Fashion-MNIST files, with ``labels`` as the training labels."""
+    small_fashion(folder, n_train=len(labels))
+    write_idx(folder / "train-labels-idx1-ubyte.gz", labels.astype(np.uint8))
     if truncate:
         images = folder / "train-images-idx3-ubyte.gz"
         images.write_bytes(images.read_bytes()[:40])

@@ -14,11 +14,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "experiments" / "benchmarks" / "bench.py"
-FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST (dataset-fashion-mnist) absent")
+@pytest.mark.needs_fashion_mnist  # the benchmark trains on the real dataset
 def test_quick_bench_reports_every_contender(tmp_path):
     out = tmp_path / "results"
     run = subprocess.run([sys.executable, str(BENCH), "--quick", "--skip-scaling", "--out",

@@ -1,5 +1,5 @@
 """Datasets, IDX files, downloads, preprocessing and minibatches (nnx.data, nnx.datasets,
-nx.idx)."""
+nnx.idx)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import functools
 import gzip
 import http.server
 import os
-import struct
 import threading
 from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_files import idx_bytes, small_fashion, write_idx
 
 from nnx import datasets
 from nnx.data import Batches, Dataset, one_hot, split, standardize
@@ -39,37 +39,7 @@ def rng(seed=0):
     return np.random.default_rng(seed)
 
 
-# -- helpers: IDX files and a local web server --------------------------------------------------
-IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-             np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of ``array``: 0, 0, type code, ndim, big-endian sizes, big-endian data."""
-    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim])
-    header += struct.pack(f">{array.ndim}I", *array.shape)
-    return header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-
-
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    raw = idx_bytes(array)
-    path.write_bytes(gzip.compress(raw) if path.suffix == ".gz" else raw)
-    return path
-
-
-def small_fashion(directory: Path, n_train=6, n_test=4, gz=True) -> dict[str, np.ndarray]:
-    """Write four tiny Fashion-MNIST-shaped IDX files into ``directory``; returns the arrays."""
-    g = rng(7)
-    arrays = {"x_train": g.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
-              "y_train": g.integers(0, 10, n_train).astype(np.uint8),
-              "x_test": g.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
-              "y_test": g.integers(0, 10, n_test).astype(np.uint8)}
-    directory.mkdir(parents=True, exist_ok=True)
-    for key, base in datasets.FASHION_MNIST_FILES.items():
-        write_idx(directory / (base + (".gz" if gz else "")), arrays[key])
-    return arrays
-
-
+# -- helper: a local web server ---------------------------------------------------------------
 @pytest.fixture
 def serve(monkeypatch):
     """serve(directory) -> URL of an HTTP server on 127.0.0.1 serving that directory."""
@@ -312,13 +282,10 @@ def test_read_idx_truncated_gzip_names_the_file(tmp_path):
 # -- Fashion-MNIST ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def real_fashion():
-    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
-        pytest.skip(f"{datasets.DEBIAN_FASHION_MNIST} is absent "
-                    "(apt-get install dataset-fashion-mnist to run this test)")
-    return FashionMNIST(download=False, data_dir=str(datasets.DEBIAN_FASHION_MNIST)).load(
-        rng(), np.float32)
+    return FashionMNIST(download=False).load(rng(), np.float32)
 
 
+@pytest.mark.needs_fashion_mnist
 def test_fashion_mnist_real_files(real_fashion):
     ds = real_fashion
     assert ds.x_train.shape == (60000, 784) and ds.x_test.shape == (10000, 784)
