@@ -19,7 +19,6 @@ import numpy as np
 
 from nnx.activations import stable_sigmoid
 
-
 # Target encodings a loss can declare, and what each means for a classification dataset.
 TARGET_KINDS = {
     "labels": "integer class per row, shape (n,); the output has one column per class",
