@@ -87,7 +87,7 @@ class Network(Module):
 
     # -- the two passes ------------------------------------------------------------------
     def forward(self, x: np.ndarray, check: bool = True) -> np.ndarray:
-        """Output for a batch x (n, in_features): the caller's array, never changed by a later call."""
+        """Output for a batch x (n, in_features): the caller's, never changed by a later call."""
         if check:
             x = self.check_input(x)
         for layer in self.layers:

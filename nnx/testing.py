@@ -486,8 +486,8 @@ def check_dataset(name, seed: int = 0, **kwargs) -> None:
         except FileNotFoundError as error:
             raise ComponentUnavailable(f"{label}: its files are missing: {error}") from error
         if not isinstance(ds, Dataset):
-            raise AssertionError(  # noqa: TRY004 - the kit reports every failure this wayf"{label}: load() must return an nnx.data.Dataset, "
-                                 f"got {type(ds).__name__}")
+            raise AssertionError(  # noqa: TRY004 - every failure of the kit is an AssertionError
+                f"{label}: load() must return an nnx.data.Dataset, got {type(ds).__name__}")
         _check_dataset_arrays(ds, np.dtype(dtype), label)
         return ds
 

@@ -264,6 +264,11 @@ class LabelOutOfRange(FixedDeclared):
         return ds
 
 
+class NotADataset(Fixed):
+    def load(self, rng, dtype=np.float64):
+        return super().load(rng, dtype).x_train
+
+
 class FilesMissing(Fixed):
     def load(self, rng, dtype=np.float64):
         raise FileNotFoundError("fixed.idx is not in /nowhere")
@@ -276,7 +281,8 @@ class FilesMissing(Fixed):
     (Unseeded, "seed 0 gave two different datasets"),
     (AlwaysFloat64, "(load with dtype=float32): x_train is float64, not float32"),
     (LabelOutOfRange, "(load with dtype=float32): y_train has label 7 at 4, outside [0, 2)"),
-], ids=["undeclared-fixed", "declared-fixed-but-random", "unseeded", "dtype", "label"])
+    (NotADataset, "load() must return an nnx.data.Dataset, got ndarray"),
+], ids=["undeclared-fixed", "declared-fixed-but-random", "unseeded", "dtype", "label", "type"])
 def test_the_dataset_check_fails(source, message):
     with pytest.raises(AssertionError) as info:
         check_component("datasets", source)
