@@ -6,24 +6,20 @@ declared in pyproject.toml (or by an installed plugin) is covered with no edit h
 
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from test_data import small_fashion  # four tiny IDX files, written by the test
 
 import nnx
 from nnx.registry import build, registry
-from nnx.testing import ComponentUnavailable, check_component, check_returned_arrays
+from nnx.testing import check_component
 
 KINDS = ["activations", "losses", "optimizers", "layers", "initializers", "schedules"]
 ALL = [(kind, name) for kind in KINDS for name in registry(kind).names()]
 ACTIVATIONS = registry("activations").names()
-OWNED = [(kind, name) for kind in ("activations", "layers") for name in registry(kind).names()]
-DATASETS = registry("datasets").names()
 
 
 @pytest.mark.parametrize("kind,name", ALL, ids=[f"{k}:{n}" for k, n in ALL])
@@ -35,38 +31,6 @@ def test_every_kind_has_components():
     # Guards the parametrization above: an empty group would silently generate no test.
     for kind in KINDS:
         assert registry(kind).names(), kind
-
-
-@pytest.mark.parametrize("kind,name", OWNED, ids=[f"{k}:{n}" for k, n in OWNED])
-def test_returned_arrays_belong_to_the_caller(kind, name):
-    # forward, backward, then both again with other inputs: the first results are unchanged.
-    check_returned_arrays(kind, name)
-
-
-def no_download(name) -> dict:
-    """Constructor arguments that keep a dataset source from downloading (tests never do)."""
-    parameters = inspect.signature(registry("datasets").get(name)).parameters
-    return {"download": False} if "download" in parameters else {}
-
-
-@pytest.mark.parametrize("name", DATASETS)
-def test_dataset_conformance(name):
-    try:
-        check_component("datasets", name, **no_download(name))
-    except ComponentUnavailable as error:
-        pytest.skip(str(error))
-
-
-def test_fashion_mnist_conformance_on_small_files(tmp_path):
-    # The real parser and loader on four tiny IDX files, so it is checked on every machine.
-    small_fashion(tmp_path)
-    check_component("datasets", "fashion_mnist", data_dir=str(tmp_path), download=False)
-
-
-def test_a_dataset_without_its_files_is_unavailable_not_failed(tmp_path):
-    with pytest.raises(ComponentUnavailable, match="dataset 'fashion_mnist': its files are "
-                                                   "missing: Fashion-MNIST not found"):
-        check_component("datasets", "fashion_mnist", data_dir=str(tmp_path), download=False)
 
 
 @contextmanager

@@ -1,4 +1,6 @@
-"""The conformance kit (nnx.testing) cannot be fooled: what it must fail, and what it must pass.
+"""The conformance kit (nnx.testing) cannot be fooled: what it must fail, what it must pass, and
+its checks of returned arrays and datasets run over every registered name (so an installed
+plugin is covered with no edit; tests/test_components.py runs the rest of the kit).
 
 The plugins are real distributions on sys.path (dist-info folders, as test_plugins.py builds
 them); the smaller cases are classes handed to ``check_component`` directly.
@@ -6,17 +8,61 @@ them); the smaller cases are classes handed to ``check_component`` directly.
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 import test_plugins
+from test_data import small_fashion  # four tiny IDX files, written by the test
 from test_plugins import make_distribution
 
 from nnx.data import Dataset, DatasetSource
 from nnx.losses import MeanSquaredError
 from nnx.registry import registry
-from nnx.testing import ComponentUnavailable, assert_close, assert_finite, check_component
+from nnx.testing import (
+    ComponentUnavailable,
+    assert_close,
+    assert_finite,
+    check_component,
+    check_returned_arrays,
+)
 
 on_path = test_plugins.on_path  # the fixture: folders on sys.path for one test, then forgotten
+OWNED = [(kind, name) for kind in ("activations", "layers") for name in registry(kind).names()]
+DATASETS = registry("datasets").names()
+
+
+# -- over every registered name ------------------------------------------------------------
+@pytest.mark.parametrize("kind,name", OWNED, ids=[f"{k}:{n}" for k, n in OWNED])
+def test_returned_arrays_belong_to_the_caller(kind, name):
+    # forward, backward, then both again with other inputs: the first results are unchanged.
+    check_returned_arrays(kind, name)
+
+
+def no_download(name) -> dict:
+    """Constructor arguments that keep a dataset source from downloading (tests never do)."""
+    parameters = inspect.signature(registry("datasets").get(name)).parameters
+    return {"download": False} if "download" in parameters else {}
+
+
+@pytest.mark.parametrize("name", DATASETS)
+def test_dataset_conformance(name):
+    try:
+        check_component("datasets", name, **no_download(name))
+    except ComponentUnavailable as error:
+        pytest.skip(str(error))
+
+
+def test_fashion_mnist_conformance_on_small_files(tmp_path):
+    # The real parser and loader on four tiny IDX files, so it is checked on every machine.
+    small_fashion(tmp_path)
+    check_component("datasets", "fashion_mnist", data_dir=str(tmp_path), download=False)
+
+
+def test_a_dataset_without_its_files_is_unavailable_not_failed(tmp_path):
+    with pytest.raises(ComponentUnavailable, match="dataset 'fashion_mnist': its files are "
+                                                   "missing: Fashion-MNIST not found"):
+        check_component("datasets", "fashion_mnist", data_dir=str(tmp_path), download=False)
 
 FOOLS = '''
     """Components that look right to a careless kit; each is wrong in one way."""
