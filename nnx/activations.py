@@ -69,22 +69,21 @@ class Tanh(Activation):
 class ReLU(Activation):
     """y = max(x, 0); dy/dx = [x > 0].
 
-    The hot activation of large networks: results go into buffers kept between steps
-    (see ``reuse``), so the returned arrays are only valid until the next call.
+    The hot activation of large networks. y and dx are fresh arrays, the caller's (a
+    fresh result costs what writing into a kept buffer does: the pass over the data is the
+    same); only the mask that backward needs lives in a buffer kept between steps.
     """
 
-    _mask = _y = _dx = None
+    _mask = None
 
     def forward(self, x):
         self._mask = reuse(self._mask, x.shape, np.bool_)
         np.greater(x, 0, out=self._mask)
-        self._y = reuse(self._y, x.shape, x.dtype)
-        return np.maximum(x, 0, out=self._y)
+        return np.maximum(x, 0)
 
     def backward(self, grad):
         # Multiplying by the boolean mask is ~6x faster than np.copyto(where=) or np.where.
-        self._dx = reuse(self._dx, grad.shape, grad.dtype)
-        return np.multiply(grad, self._mask, out=self._dx)
+        return grad * self._mask
 
 
 class LeakyReLU(Activation):

@@ -45,10 +45,13 @@ class DatasetSource:
     """Base class of the dataset sources: arguments in ``__init__``, data from ``load``.
 
     Subclasses check their arguments in ``__init__``, so a bad config fails before any work,
-    and draw every random number from the generator given to ``load``.
+    and draw every random number from the generator given to ``load``. ``random``: whether
+    the data depend on that generator (another seed, other arrays); a source deterministic
+    by nature (fixed files, a standard split) sets it to False. The conformance kit checks both.
     """
 
     name = "dataset"
+    random: bool = True
 
     def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
         """The dataset, with x in ``dtype``."""
@@ -69,6 +72,7 @@ class Tutorial(DatasetSource):
     """
 
     name = "tutorial"
+    random = False
 
     def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
         x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=_float_dtype(dtype))
@@ -84,6 +88,10 @@ class XOR(DatasetSource):
     def __init__(self, n_samples: int = 4, noise: float = 0.0):
         self.n_samples = check_int("n_samples", n_samples, 4)
         self.noise = _check_nonnegative("noise", noise)
+
+    @property
+    def random(self) -> bool:
+        return self.noise > 0  # without noise: the corners, whatever the seed
 
     def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
         """Training: corner i % 4 for sample i, plus N(0, noise^2); test: the 4 clean corners."""
@@ -243,6 +251,7 @@ class FashionMNIST(DatasetSource):
     """
 
     name = "fashion_mnist"
+    random = False  # the files as they are
 
     def __init__(self, download: bool = True, url: str = FASHION_MNIST_URL,
                  limit_train: int = 0, data_dir: str = ""):
@@ -368,6 +377,7 @@ class MNIST1D(DatasetSource):
     """
 
     name = "mnist1d"
+    random = False  # its own seed argument picks the draw, not the rng given to load
 
     def __init__(self, seed: int | None = None):
         self.seed = None if seed is None else check_int("seed", seed, 0)

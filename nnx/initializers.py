@@ -9,7 +9,13 @@ import numpy as np
 
 
 class Initializer:
-    """Base class: subclasses implement ``draw(fan_in, fan_out, shape, rng)``."""
+    """Base class: subclasses implement ``draw(fan_in, fan_out, shape, rng)``.
+
+    ``random``: whether the draw depends on the generator (the kit checks that two seeds give
+    two draws); a constant initializer (zeros) sets it to False.
+    """
+
+    random: bool = True
 
     def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float64):
         fan_in, fan_out = shape[0], shape[-1]
@@ -44,6 +50,8 @@ class Normal(Initializer):
 
 class Zeros(Initializer):
     """All zeros (biases; never for weights of hidden layers: every unit would stay equal)."""
+
+    random = False  # the same array for every generator
 
     def draw(self, fan_in, fan_out, shape, rng):
         return np.zeros(shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnx.initializers import Initializer
-from nnx.module import Module, reuse
+from nnx.module import Module
 
 
 def _initializer(spec: str | Initializer) -> Initializer:
@@ -40,7 +40,6 @@ class Dense(Module):
         # The network turns this off for its first layer: nobody needs dL/d(input data),
         # and skipping it saves the largest matrix product of a step.
         self.propagate = True
-        self._out = self._dx = None
 
     def build(self, in_features, rng, dtype):
         self.params["W"] = _initializer(self.initializer)((in_features, self.units), rng, dtype)
@@ -57,9 +56,7 @@ class Dense(Module):
                 f"{self.name} layer expects input of shape (n, {W.shape[0]}), got {x.shape}"
             )
         self._x = x
-        dtype = W.dtype if x.dtype == W.dtype else np.result_type(x, W)  # skip a slow call
-        out = self._out = reuse(self._out, (x.shape[0], W.shape[1]), dtype)
-        np.matmul(x, W, out=out)
+        out = np.matmul(x, W)  # a fresh array: the caller's (see docs/plugins.md)
         if self.bias:
             out += self.params["b"]
         return out
@@ -71,8 +68,7 @@ class Dense(Module):
             grad.sum(axis=0, out=self.grads["b"])
         if not self.propagate:
             return None
-        self._dx = reuse(self._dx, x.shape, grad.dtype)
-        return np.matmul(grad, W.T, out=self._dx)
+        return np.matmul(grad, W.T)
 
 
 class Dropout(Module):

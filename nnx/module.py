@@ -5,6 +5,13 @@ in ``backward``, turns dL/d(output) into dL/d(input) (a vector-Jacobian product)
 ``grads`` on the way. ``params`` and ``grads`` have the same keys; the optimizer sees only
 those two mappings. Gradients are written *in place* (``self.grads["W"][...] = ...``)
 because the network keeps every parameter and gradient in one flat buffer (see network.py).
+
+What ``forward`` and ``backward`` return belongs to the caller: no later call writes into it.
+A module may keep a reference to its own output for backward (``Tanh`` does) only because it
+never writes into it afterwards, and it never writes into the arrays it is given. Buffers kept
+between steps (``reuse``) are for a module's own scratch, never for what it returns: a caller
+that keeps ``dx = relu.backward(g)``, or a composite layer that calls a sub-layer twice, would
+otherwise hold an array that the next call changes.
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ warnings.filterwarnings("ignore", "overflow encountered in dot", RuntimeWarning,
 def reuse(buffer: np.ndarray | None, shape: tuple, dtype) -> np.ndarray:
     """``buffer`` when it already has this shape and dtype, else a new empty array.
 
-    Hot layers write their results into arrays kept between steps: a fresh large array per
-    step costs page faults worth a few % of an epoch. Only the batch size changes the shape
-    (the last, smaller batch of an epoch), so a buffer is reallocated at most twice an epoch.
+    For a module's internal scratch (ReLU's mask), kept between steps; never for a returned
+    array, which is the caller's. Only the batch size changes the shape (the last, smaller
+    batch of an epoch), so a buffer is reallocated at most twice an epoch.
     """
     if buffer is None or buffer.shape != shape or buffer.dtype != dtype:
         return np.empty(shape, dtype)

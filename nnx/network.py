@@ -87,7 +87,7 @@ class Network(Module):
 
     # -- the two passes ------------------------------------------------------------------
     def forward(self, x: np.ndarray, check: bool = True) -> np.ndarray:
-        """Output for a batch x (n, in_features). The array may be reused by the next call."""
+        """Output for a batch x (n, in_features): the caller's, never changed by a later call."""
         if check:
             x = self.check_input(x)
         for layer in self.layers:
@@ -123,7 +123,8 @@ class Network(Module):
         network_was_training = self.training
         self.eval()
         try:
-            parts = [self.forward(x[i:i + batch_size], check=False).copy()
+            # concatenate copies: the result never shares memory with x or with a layer
+            parts = [self.forward(x[i:i + batch_size], check=False)
                      for i in range(0, max(len(x), 1), batch_size)]
         finally:
             for layer, mode in zip(self.layers, was_training):

@@ -31,7 +31,7 @@ from nnx.registry import (
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "experiments" / "plugins" / "nnx-example-plugin"
-PLUGIN_MODULES = ("nnx_broken", "nnx_twin", "nnx_example_plugin")
+PLUGIN_MODULES = ("nnx_broken", "nnx_twin", "nnx_example_plugin", "nnx_kit")
 
 
 def make_distribution(root: Path, dist: str, entry_points: dict, modules: dict,
