@@ -577,7 +577,7 @@ class MlflowTracker(Tracker):
         if "job_num" in job:
             tags["nnx.job_num"] = str(job["job_num"])
             if "optuna" in job.get("sweeper", ""):
-                tags["trial"] = str(job["job_num"])  # Optuna numbers trials as Hydra numbers jobs
+                tags["trial"] = os.environ.get("NNX_OPTUNA_TRIAL") or str(job["job_num"])
         if job.get("overrides"):
             tags["nnx.overrides"] = json.dumps(job["overrides"])
         resume = (config.get("trainer") or {}).get("resume")
@@ -954,7 +954,8 @@ def end_sweep(env: dict[str, str], direction: str | None = None, results: dict |
     params, metrics = [], []
     direction = direction or client.get_run(parent).data.tags.get("nnx.direction") or "minimize"
     scored = [c for c in children if c.info.status == "FINISHED"
-              and math.isfinite(c.data.metrics.get("objective", math.nan))]
+              and math.isfinite(c.data.metrics.get("objective", math.nan))
+              and c.data.tags.get("nnx.trial_state") != "pruned"]  # stopped early: not a result
     if scored:
         pick = max if direction.startswith("max") else min
         best = pick(scored, key=lambda c: c.data.metrics["objective"])

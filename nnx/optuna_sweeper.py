@@ -1,0 +1,699 @@
+"""nnx's Optuna sweeper for Hydra: stored, shared, resumable studies with pruning (Optuna >= 4).
+
+    python -m nnx.run -m experiment=spirals hparams_search=optuna hydra.sweeper.n_trials=8 \\
+        hydra.sweeper.pruner=median
+
+One sweep, in the launching process:
+
+    study = load or create `study_name` in `storage`    # a journal file beside the MLflow store
+    fail the study's stale RUNNING trials                # their sweep died: no heartbeat lately
+    while trials are left:
+        batch = [study.ask() + suggest each key of `params`, n_jobs of them]
+        launch the batch (any Hydra launcher); each job finds its trial through hydra.job.env_set
+        tell each trial: PRUNED (the job stopped it), COMPLETE (the job's objective) or FAIL
+    log the epilogue, write optimization_results.yaml
+
+A job opens the study again from the storage URL (``nnx.pruning``): the basic launcher runs it
+in this process, joblib in a worker, submitit or Ray on another machine, all the same way. The
+search space keeps hydra-optuna-sweeper's syntax (``interval``, ``tag(log, ...)``, ``choice``,
+``range``), with two deliberate differences: ``range(a, b)`` stops before ``b`` as everywhere
+else in Hydra, and ``tag(int, interval(a, b))`` asks for integers. Hydra instantiates the class
+from ``hydra_plugins/nnx_optuna_sweeper`` (it accepts plugins from that package only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.plugins.sweeper import Sweeper
+
+from nnx.pruning import (
+    ATTR_PRUNED_EPOCH,
+    ATTR_PRUNER,
+    ENV_STORAGE,
+    ENV_STUDY,
+    ENV_TRIAL,
+    ENV_TRIAL_ID,
+)
+
+log = logging.getLogger("nnx")
+
+# Trial system attributes (Optuna's own place for bookkeeping, not shown as params).
+ATTR_HEARTBEAT = "nnx:heartbeat"  # time.time() of the sweep's last sign of life
+ATTR_FAIL_REASON = "fail_reason"  # a user attribute: shown with the trial everywhere
+
+SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler",
+            "cmaes": "CmaEsSampler"}
+PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
+           "successive_halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
+TAGS = ("log", "int")
+SPACE_SYNTAX = ("interval(low, high), tag(log, interval(low, high)), tag(int, interval(low, "
+                "high)), choice(a, b, ...), range(start, stop[, step]), or a fixed value")
+STORAGE_SYNTAX = ("journal:///<file> (or a plain file path), sqlite:///<file>, "
+                  "postgresql://..., mysql://..., grpc://<host>:<port>")
+INTERRUPTED = (130, 143)  # nnx.run's exit codes for SIGINT and SIGTERM
+
+
+class SweepError(ValueError):
+    """A sweeper setting that cannot work; raised before any trial runs."""
+
+
+# -- settings ----------------------------------------------------------------------------
+def objective_direction(objective: str) -> str:
+    """maximize for accuracies and R^2, minimize for everything else (losses, RMSE)."""
+    return "maximize" if "accuracy" in objective or objective.endswith("r2") else "minimize"
+
+
+def spec(value, key: str, table: dict) -> tuple[str, dict]:
+    """(name, keyword arguments) from ``name`` or ``{name: ..., **arguments}``."""
+    if value is None:
+        value = "none"
+    if isinstance(value, str):
+        name, args = value, {}
+    elif isinstance(value, dict) and "name" in value:
+        args = {k: v for k, v in value.items() if k != "name"}
+        name = value["name"]
+    else:
+        raise SweepError(f"{key}: expected a name or {{name: ..., <arguments>}}, got {value!r}; "
+                         f"valid names: {', '.join(table)}")
+    name = str(name).lower().replace("-", "_")
+    if name not in table:
+        hint = difflib.get_close_matches(name, table, n=1)
+        raise SweepError(f"{key}: unknown {key.rsplit('.', 1)[-1]} {name!r}"
+                         + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                         + f"; valid: {', '.join(table)}")
+    return name, args
+
+
+def build(cls, args: dict, key: str):
+    """``cls(**args)``, with an unknown argument or a bad value named with its key."""
+    accepted = [p for p in inspect.signature(cls).parameters if p not in ("self", "kwargs")]
+    unknown = sorted(set(args) - set(accepted))
+    if unknown:
+        raise SweepError(f"{key}.{unknown[0]}: {cls.__name__} takes no argument {unknown[0]!r}; "
+                         f"valid: {', '.join(accepted) or 'none'}")
+    try:
+        return cls(**args)
+    except (TypeError, ValueError) as error:
+        raise SweepError(f"{key}: {cls.__name__}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+                         f": {error}") from error
+
+
+def make_pruner(value, key: str = "hydra.sweeper.pruner"):
+    """An Optuna pruner from ``none``/``median``/... or ``{name: median, n_warmup_steps: 5}``."""
+    import optuna
+
+    name, args = spec(value, key, PRUNERS)
+    return build(getattr(optuna.pruners, PRUNERS[name]), args, key)
+
+
+def open_storage(url: str, key: str = "hydra.sweeper.storage"):
+    """An Optuna storage from a URL: a journal file, any SQLAlchemy URL, or a gRPC proxy.
+
+    Fails with the URL and the valid forms when it cannot be opened (a missing folder, an
+    unknown scheme, a server that does not answer)."""
+    import optuna
+
+    try:
+        if url.startswith("journal://") or "://" not in url:
+            from optuna.storages.journal import JournalFileBackend
+
+            path = Path(url.removeprefix("journal://"))
+            if not path.parent.is_dir():
+                raise FileNotFoundError(f"no folder {path.parent}")
+            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+        if url.startswith("grpc://"):
+            host, _, port = url[len("grpc://"):].rstrip("/").rpartition(":")
+            return optuna.storages.GrpcStorageProxy(host=host or "localhost", port=int(port))
+        # Several processes write one sqlite file: wait for its lock instead of failing.
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+    except Exception as error:
+        cause = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SweepError(f"{key}: cannot open {url!r}: {cause}; valid: {STORAGE_SYNTAX}") \
+            from error
+
+
+def default_storage(config) -> str:
+    """``optuna.journal`` beside the sqlite MLflow store (whatever ``tracking`` is), else in
+    the project folder: a rerun finds its study again with no setting."""
+    from nnx.mlflow_tracking import DEFAULT_DB, resolve_uri, sqlite_path
+
+    tracking = config.get("tracking") or {}
+    db = sqlite_path(resolve_uri(tracking.get("uri"))) or DEFAULT_DB
+    return f"journal://{Path(db).absolute().parent / 'optuna.journal'}"
+
+
+# -- the search space --------------------------------------------------------------------
+def parse_space(params: dict, arguments: list[str], config=None) -> tuple[dict, dict, dict]:
+    """``hydra.sweeper.params`` and the command line's sweeps as Optuna distributions.
+
+    Returns (distributions, fixed, literal): key -> distribution for the searched keys,
+    key -> override text for fixed ones, and key -> set of choices that are override text
+    (lists, dicts) to pass on as they are.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    lines = [(f"hydra.sweeper.params.{k}", f"{k}={v}") for k, v in (params or {}).items()]
+    lines += [(f"the override {a!r}", a) for a in arguments]
+    distributions, fixed, literal = {}, {}, {}
+    for where, line in lines:
+        try:
+            override = parser.parse_override(line)
+        except HydraException as error:
+            raise SweepError(f"{where}: cannot parse {line.partition('=')[2]!r} "
+                             f"({str(error).splitlines()[0]}); valid: {SPACE_SYNTAX}") from error
+        key = override.get_key_element()
+        if config is not None:
+            check_key(override, config, where)
+        if override.is_sweep_override():
+            distributions[key], texts = distribution(override, where)
+            if texts:
+                literal[key] = texts
+            fixed.pop(key, None)
+        else:
+            fixed[key] = override.get_value_element_as_str()
+            distributions.pop(key, None)
+    return distributions, fixed, literal
+
+
+def check_key(override, config, where: str) -> None:
+    """A searched key must be in the config or be a config group (``schedule``); ``+key``
+    adds a new one."""
+    from omegaconf import OmegaConf
+
+    key = override.key_or_group
+    if override.is_add() or override.is_force_add() or key.startswith("hydra."):
+        return
+    groups = set((config.hydra.runtime.choices or {}).keys())
+    missing = object()
+    if key in groups or OmegaConf.select(config, key, default=missing) is not missing:
+        return
+    known = sorted(groups | {k for k in config if k != "hydra"})
+    hint = difflib.get_close_matches(key, known + _keys(config), n=1)
+    raise SweepError(f"{where}: {key!r} is not a key of the config"
+                     + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                     + f"; add it with +{key} or search one of: {', '.join(known)}")
+
+
+def _keys(node, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    out = []
+    for k in node:
+        if k == "hydra" and not prefix:
+            continue
+        value = node._get_node(k)
+        out.append(f"{prefix}{k}")
+        if isinstance(value, DictConfig):
+            out += _keys(value, f"{prefix}{k}.")
+    return out
+
+
+def distribution(override, where: str):
+    """One sweep override as an Optuna distribution, and the choices kept as override text."""
+    from hydra.core.override_parser.types import Override, Transformer
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    value = override.value()
+    tags = set(getattr(value, "tags", ()) or ())
+    if tags - set(TAGS):
+        raise SweepError(f"{where}: unknown tag {min(tags - set(TAGS))!r}; valid tags: "
+                         f"{', '.join(TAGS)} (e.g. tag(log, interval(1e-4, 0.1)))")
+    try:
+        if override.is_interval_sweep():
+            low, high = value.start, value.end
+            if "int" in tags:
+                if low != int(low) or high != int(high):
+                    raise ValueError(f"tag(int, ...) needs whole bounds, got {low:g}, {high:g}")
+                return IntDistribution(int(low), int(high), log="log" in tags), set()
+            return FloatDistribution(float(low), float(high), log="log" in tags), set()
+        values = list(override.sweep_iterator(transformer=Transformer.identity))
+        if not values:
+            raise ValueError("it has no values")
+        if override.is_range_sweep() and not value.shuffle:
+            low, high = min(values), max(values)
+            step = abs(value.step if value.step is not None else 1)
+            if all(isinstance(v, int) for v in values):
+                return IntDistribution(low, high, log="log" in tags,
+                                       step=1 if "log" in tags else step), set()
+            return FloatDistribution(low, low + step * (len(values) - 1), step=step), set()
+        if "log" in tags:
+            raise ValueError("tag(log, ...) applies to interval and range only")
+        # Choices: primitives as they are (Optuna stores them); lists and dicts as their text.
+        choices = [v if isinstance(v, (str, int, float, bool)) else
+                   Override._get_value_element_as_str(v) for v in values]
+        texts = {c for c, v in zip(choices, values) if not isinstance(v, (str, int, float, bool))}
+        if len(set(map(repr, choices))) != len(choices):
+            raise ValueError("a choice is listed twice")
+        return CategoricalDistribution(choices), texts
+    except ValueError as error:
+        raise SweepError(f"{where}: {override.input_line.partition('=')[2]!r}: {error}; "
+                         f"valid: {SPACE_SYNTAX}") from error
+
+
+def grid_of(distributions: dict) -> dict[str, list]:
+    """The grid sampler's points: every choice, every value of a range."""
+    from optuna.distributions import CategoricalDistribution
+
+    grid = {}
+    for key, dist in distributions.items():
+        if isinstance(dist, CategoricalDistribution):
+            grid[key] = list(dist.choices)
+        elif getattr(dist, "step", None) is not None and not getattr(dist, "log", False):
+            n = round((dist.high - dist.low) / dist.step) + 1
+            grid[key] = [dist.low + i * dist.step for i in range(n)]
+        else:
+            raise SweepError(f"hydra.sweeper.params.{key}: the grid sampler needs choice(...) or "
+                             "range(...), not an interval; valid: choice(a, b, ...), "
+                             "range(start, stop[, step])")
+    return grid
+
+
+def make_sampler(value, distributions: dict, key: str = "hydra.sweeper.sampler",
+                 done: int = 0):
+    """An Optuna sampler from ``{name: tpe, seed: 0, ...}`` (or a name); grid gets its points.
+
+    ``done``: trials already in the study, added to the seed, so that a rerun does not draw
+    its first trials again (a sampler draws the same sequence from the same seed); not for
+    grid, whose seed must stay the same.
+    """
+    import optuna
+
+    if isinstance(value, optuna.samplers.BaseSampler):  # a config that instantiated one itself
+        return value
+    name, args = spec(value if value is not None else "tpe", key, SAMPLERS)
+    cls = getattr(optuna.samplers, SAMPLERS[name])
+    if name == "grid":
+        # The seed shuffles the grid, and a trial stores its point's index in it: every sweep
+        # of the study (a rerun, another machine) must shuffle it the same way.
+        args = {"search_space": grid_of(distributions), **args,
+                "seed": args.get("seed") if args.get("seed") is not None else 0}
+    elif args.get("seed") is not None:
+        args["seed"] = int(args["seed"]) + done
+    if name == "cmaes":
+        try:
+            import cmaes  # noqa: F401
+        except ImportError as error:
+            raise SweepError(f"{key}: cmaes needs the cmaes package: pip install cmaes") from error
+    return build(cls, args, key)
+
+
+def suggest(trial, key: str, dist):
+    """``trial.suggest_*`` for one distribution: the sampler picks the value."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        return trial.suggest_categorical(key, dist.choices)
+    suggest_number = trial.suggest_int if isinstance(dist, IntDistribution) else \
+        trial.suggest_float
+    return suggest_number(key, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def override_text(key: str, value, literal: dict) -> str:
+    """``key=value`` in Hydra's override syntax (strings escaped, lists as written)."""
+    from hydra.core.override_parser.types import Override
+
+    if value in literal.get(key, ()):
+        return f"{key}={value}"
+    return f"{key}={Override._get_value_element_as_str(value)}"
+
+
+def quoted(text: str) -> str:
+    """A Hydra quoted string holding ``text`` exactly."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+# -- the study ---------------------------------------------------------------------------
+def fail_stale_trials(study, storage, grace_period: float) -> list[int]:
+    """Fail RUNNING trials whose sweep has been silent for ``grace_period`` seconds (it was
+    killed or lost its machine), with the reason; returns their numbers. A trial of a sweep
+    still running (another process, another machine) keeps beating and is left alone."""
+    import optuna
+
+    now, stale = time.time(), []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        beat = trial.system_attrs.get(ATTR_HEARTBEAT)
+        last = float(beat) if beat is not None else trial.datetime_start.timestamp()
+        if now - last < grace_period:
+            continue
+        reason = (f"stale: its sweep stopped (no heartbeat for {now - last:.0f} s, grace period "
+                  f"{grace_period:g} s); failed when the study was next opened")
+        storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        stale.append(trial.number)
+    return stale
+
+
+class Heartbeat:
+    """Marks a batch's trials alive every ``interval`` seconds while the launcher runs them."""
+
+    def __init__(self, storage, trial_ids: list[int], interval: float) -> None:
+        self.storage, self.trial_ids, self.interval = storage, trial_ids, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="nnx-heartbeat")
+
+    def beat(self) -> None:
+        now = time.time()
+        for trial_id in self.trial_ids:
+            # A trial finished meanwhile, or a busy storage: the next beat will do.
+            with contextlib.suppress(Exception):
+                self.storage.set_trial_system_attr(trial_id, ATTR_HEARTBEAT, now)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def __enter__(self):
+        self.beat()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+class OptunaSweeper(Sweeper):
+    """``hydra/sweeper=optuna`` (``conf/hydra/sweeper/optuna.yaml`` lists every setting)."""
+
+    def __init__(self, sampler=None, direction: str | None = None, storage: str | None = None,
+                 study_name: str | None = None, n_trials: int = 20, n_jobs: int = 1,
+                 max_failure_rate: float = 0.0, pruner: Any = "none",
+                 heartbeat_interval: float = 10.0, grace_period: float = 60.0,
+                 params: dict | None = None) -> None:
+        from omegaconf import DictConfig, OmegaConf
+
+        def plain(value):
+            return OmegaConf.to_container(value, resolve=True) \
+                if isinstance(value, DictConfig) else value
+
+        self.sampler_spec, self.pruner_spec = plain(sampler), plain(pruner)
+        self.direction, self.storage_url, self.study_name = direction, storage, study_name
+        self.n_trials, self.n_jobs = n_trials, n_jobs
+        self.max_failure_rate = max_failure_rate
+        self.heartbeat_interval, self.grace_period = heartbeat_interval, grace_period
+        self.params = plain(params) or {}
+        self.config = self.launcher = self.hydra_context = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context, task_function, config) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context, self.job_idx = config, hydra_context, 0
+        self.launcher = Plugins.instance().instantiate_launcher(
+            config=config, hydra_context=hydra_context, task_function=task_function)
+
+    # -- before any trial: every setting checked ------------------------------------------
+    def check(self, arguments: list[str]) -> dict:
+        """Every setting checked and built; returns what the sweep needs."""
+        for key, value, low in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise SweepError(f"hydra.sweeper.{key}: expected an integer >= {low}, "
+                                 f"got {value!r}")
+        if not 0.0 <= float(self.max_failure_rate) <= 1.0:
+            raise SweepError("hydra.sweeper.max_failure_rate: expected a fraction in [0, 1], "
+                             f"got {self.max_failure_rate!r}")
+        for key in ("heartbeat_interval", "grace_period"):
+            if not float(getattr(self, key)) > 0:
+                raise SweepError(f"hydra.sweeper.{key}: expected seconds > 0, "
+                                 f"got {getattr(self, key)!r}")
+        objective = str(self.config.get("objective") or "val_loss")
+        expected = objective_direction(objective)
+        direction = str(self.direction or expected).lower()
+        if direction not in ("minimize", "maximize"):
+            raise SweepError(f"hydra.sweeper.direction: expected minimize, maximize or null "
+                             f"(follow the objective), got {self.direction!r}")
+        if direction != expected:
+            raise SweepError(f"hydra.sweeper.direction: {direction} contradicts objective "
+                             f"{objective!r}, which is {expected}d; set hydra.sweeper.direction="
+                             f"{expected} or null (it follows the objective)")
+        pruner_name, _ = spec(self.pruner_spec, "hydra.sweeper.pruner", PRUNERS)
+        pruner = make_pruner(self.pruner_spec)
+        if pruner_name != "none" and objective.startswith("test_"):
+            raise SweepError(f"hydra.sweeper.pruner: {pruner_name} prunes on the objective "
+                             f"every epoch, but {objective!r} is measured once, after training; "
+                             "pick a val_ objective or hydra.sweeper.pruner=none")
+        distributions, fixed, literal = parse_space(self.params, arguments, self.config)
+        if not distributions:
+            raise SweepError("hydra.sweeper.params: the search space is empty; give each key "
+                             f"to search one of: {SPACE_SYNTAX}")
+        sampler = make_sampler(self.sampler_spec, distributions)
+        name = self.study_name or (self.config.get("tracking") or {}).get("experiment") \
+            or self.config.get("name") or "default"
+        url = str(self.storage_url or default_storage(self.config))
+        return {"objective": objective, "direction": direction, "pruner": pruner,
+                "pruner_spec": self.pruner_spec if self.pruner_spec is not None else "none",
+                "distributions": distributions, "fixed": fixed, "literal": literal,
+                "sampler": sampler, "study_name": str(name), "storage_url": url}
+
+    def open_study(self, plan: dict):
+        """Load or create the study; a stored study's direction must match."""
+        import optuna
+
+        storage = open_storage(plan["storage_url"])
+        name = plan["study_name"]
+        try:
+            stored = optuna.load_study(study_name=name, storage=storage)
+        except KeyError:
+            stored = None
+        if stored is not None and stored.direction.name.lower() != plan["direction"]:
+            raise SweepError(
+                f"hydra.sweeper.direction: study {name!r} in {plan['storage_url']} is stored "
+                f"with direction {stored.direction.name.lower()}, but objective "
+                f"{plan['objective']!r} is {plan['direction']}d; name another study "
+                "(hydra.sweeper.study_name=...) or storage")
+        if stored is not None:
+            check_compatible(stored, plan)
+            plan["sampler"] = make_sampler(self.sampler_spec, plan["distributions"],
+                                           done=len(stored.get_trials(deepcopy=False)))
+        # load_if_exists: a second sweep starting at the same moment joins the first's study.
+        study = optuna.create_study(study_name=name, storage=storage, sampler=plan["sampler"],
+                                    pruner=plan["pruner"], direction=plan["direction"],
+                                    load_if_exists=True)
+        return study, storage
+
+    # -- the sweep -----------------------------------------------------------------------
+    def sweep(self, arguments: list[str]) -> None:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        try:
+            plan = self.check(arguments)
+            study, storage = self.open_study(plan)
+        except SweepError as error:
+            stop_before_any_trial(error)
+        stale = fail_stale_trials(study, storage, float(self.grace_period))
+        if stale:
+            log.warning("failed %d stale RUNNING trial(s) of an interrupted sweep: %s",
+                        len(stale), ", ".join(map(str, stale)))
+        n_trials = self.n_trials
+        if isinstance(plan["sampler"], optuna.samplers.GridSampler):
+            n_trials = min(n_trials, grid_left(study, plan["distributions"]))
+            if n_trials == 0:
+                log.info("the grid of study %r is complete: no trial to run", plan["study_name"])
+        log.info("study %r in %s: %s, sampler %s, pruner %s, %d trial(s), %d at a time",
+                 plan["study_name"], plan["storage_url"], plan["direction"],
+                 type(plan["sampler"]).__name__, type(plan["pruner"]).__name__, n_trials,
+                 self.n_jobs)
+        from nnx import optuna_mlflow
+
+        optuna_mlflow.tag_parent(plan["study_name"], plan["storage_url"], plan["sampler"],
+                                 plan["pruner"])
+        ran: list[int] = []
+        left = n_trials
+        while left > 0:
+            batch = self.ask(study, storage, plan, min(left, self.n_jobs))
+            ran += [t.number for t in batch]
+            returns = self.launch(study, storage, plan, batch)
+            failures = self.tell(study, storage, batch, returns)
+            left -= len(batch)
+            if failures and len(failures) / len(batch) > float(self.max_failure_rate):
+                log.error("%d of %d trial(s) of the batch failed (max_failure_rate=%g): "
+                          "stopping the sweep", len(failures), len(batch), self.max_failure_rate)
+                self.finish(study, plan, ran)
+                raise failures[0]
+        self.finish(study, plan, ran)
+
+    def ask(self, study, storage, plan: dict, size: int) -> list:
+        """``size`` new trials with their parameters, marked alive, carrying the pruner."""
+        from optuna.trial import TrialState
+
+        batch = []
+        for _ in range(size):
+            trial = study.ask()
+            try:
+                for key, dist in plan["distributions"].items():
+                    suggest(trial, key, dist)
+            except BaseException as error:  # a trial made is never left RUNNING
+                storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON,
+                                            f"sampling failed: {type(error).__name__}: {error}")
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            storage.set_trial_system_attr(trial._trial_id, ATTR_PRUNER,
+                                          json.loads(json.dumps(plan["pruner_spec"])))
+            for key, text in plan["fixed"].items():
+                trial.set_user_attr(key, text)
+            batch.append(trial)
+        return batch
+
+    def job_overrides(self, trial, plan: dict) -> tuple[str, ...]:
+        """The trial's parameters as overrides, and where the job finds its trial."""
+        overrides = [override_text(k, v, plan["literal"]) for k, v in trial.params.items()]
+        overrides += [f"{k}={v}" for k, v in plan["fixed"].items()]
+        where = {ENV_STORAGE: plan["storage_url"], ENV_STUDY: plan["study_name"],
+                 ENV_TRIAL: str(trial.number), ENV_TRIAL_ID: str(trial._trial_id)}
+        overrides += [f"++hydra.job.env_set.{k}={quoted(v)}" for k, v in where.items()]
+        return tuple(overrides)
+
+    def launch(self, study, storage, plan: dict, batch: list) -> list:
+        """Run the batch on the launcher; its trials are failed if the sweep stops meanwhile."""
+        import optuna
+
+        overrides = [self.job_overrides(t, plan) for t in batch]
+        try:
+            with Heartbeat(storage, [t._trial_id for t in batch], float(self.heartbeat_interval)):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+        except BaseException as stop:
+            # The basic launcher runs jobs here: nnx.run's Ctrl-C and error exits arrive as
+            # SystemExit. Ctrl-C and SIGTERM end the sweep; any other exit fails the trial.
+            code = getattr(stop, "code", None)
+            interrupted = not isinstance(stop, SystemExit) or code in INTERRUPTED
+            reason = (f"the sweep stopped: {type(stop).__name__} {stop}".strip() if interrupted
+                      else f"the job exited with status {code}")
+            for trial in batch:
+                if storage.get_trial(trial._trial_id).state.is_finished():
+                    continue
+                storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON, reason)
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            if interrupted or len(batch) > 1:
+                raise
+            returns = [stop]
+        self.job_idx += len(batch)
+        return returns
+
+    def tell(self, study, storage, batch: list, returns: list) -> list[BaseException]:
+        """Each trial's state from its job: PRUNED, COMPLETE with its objective, or FAIL."""
+        from optuna.trial import TrialState
+
+        failures = []
+        for trial, ret in zip(batch, returns):
+            stored = storage.get_trial(trial._trial_id)
+            if stored.state.is_finished():  # failed above, when its job exited
+                failures.append(ret)
+                continue
+            try:
+                value = float(ret.return_value)  # raises the job's exception if it failed
+                if not math.isfinite(value):
+                    raise ValueError(f"the objective is {value}")
+            except Exception as error:  # noqa: BLE001 - a failed job is a failed trial
+                storage.set_trial_user_attr(trial._trial_id, ATTR_FAIL_REASON,
+                                            f"{type(error).__name__}: {error}"[:1000])
+                study.tell(trial, state=TrialState.FAIL)
+                failures.append(error)
+                continue
+            pruned = stored.system_attrs.get(ATTR_PRUNED_EPOCH)
+            state = TrialState.PRUNED if pruned is not None else TrialState.COMPLETE
+            try:
+                study.tell(trial, value if state is TrialState.COMPLETE else None, state=state)
+            except RuntimeError as error:  # the grid sampler stops a study it sees complete
+                if "Study.stop" not in str(error):
+                    raise
+        return failures
+
+    def finish(self, study, plan: dict, ran: list[int]) -> None:
+        """The epilogue, optimization_results.yaml, and the sweep's MLflow summary."""
+        from omegaconf import OmegaConf
+
+        summary = epilogue(study, plan, ran)
+        for line in summary["lines"]:
+            log.info(line)
+        results = {"name": "optuna", "study_name": plan["study_name"],
+                   "storage": plan["storage_url"], "trials": ran, "counts": summary["counts"]}
+        if summary["best"] is not None:
+            best = summary["best"]
+            results.update({"best_trial": best.number, "best_value": best.value,
+                            "best_params": dict(best.params)})
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / "optimization_results.yaml")
+        from nnx import optuna_mlflow
+
+        optuna_mlflow.summarise(study, ran, sweep_dir)
+
+
+def check_compatible(study, plan: dict) -> None:
+    """A stored study's keys keep their kind of values and their choices (Optuna refuses a
+    trial otherwise, after creating it): a changed search space fails here, before any trial."""
+    from optuna.distributions import CategoricalDistribution, check_distribution_compatibility
+
+    stored = {}
+    for trial in study.get_trials(deepcopy=False):
+        for key, dist in trial.distributions.items():
+            stored.setdefault(key, dist)
+    for key, dist in plan["distributions"].items():
+        if key not in stored:
+            continue
+        try:
+            check_distribution_compatibility(stored[key], dist)
+        except ValueError as error:
+            was = (f"choice{tuple(stored[key].choices)}"
+                   if isinstance(stored[key], CategoricalDistribution) else repr(stored[key]))
+            raise SweepError(
+                f"hydra.sweeper.params.{key}: study {plan['study_name']!r} in "
+                f"{plan['storage_url']} searched it as {was} ({error}); keep that, or start "
+                "another study: hydra.sweeper.study_name=<new name>") from error
+
+
+def grid_left(study, distributions: dict) -> int:
+    """Grid points not yet taken by a finished or running trial of the study."""
+    import optuna
+
+    total = math.prod(len(v) for v in grid_of(distributions).values())
+    taken = {t.system_attrs.get("grid_id") for t in study.get_trials(deepcopy=False)
+             if t.state != optuna.trial.TrialState.FAIL}
+    return max(0, total - len(taken - {None}))
+
+
+def epilogue(study, plan: dict, ran: list[int]) -> dict:
+    """What the sweep did (its trials counted by state) and the study's best trial."""
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    counts = {"complete": 0, "pruned": 0, "fail": 0, "running": 0}
+    for number in ran:
+        state = trials[number].state.name.lower()
+        counts[state] = counts.get(state, 0) + 1
+    span = f"trials {ran[0]}-{ran[-1]}" if len(ran) > 1 else \
+        (f"trial {ran[0]}" if ran else "no trial")
+    lines = [(f"study {plan['study_name']!r}: {span} in this sweep: {counts['complete']} "
+              f"complete, {counts['pruned']} pruned, {counts['fail']} failed ({len(trials)} in "
+              "the study)")]
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial yet
+        best = None
+    if best is not None:
+        lines.append(f"best trial {best.number}: {plan['objective']} {best.value:.6g}, "
+                     f"params {best.params}")
+    return {"lines": lines, "counts": counts, "best": best}
+
+
+def stop_before_any_trial(error: SweepError) -> None:
+    """One line and exit status 2, as nnx.run does for any bad setting. A sweep's MLflow parent
+    run (opened just before the sweeper starts) is removed: no sweep ever ran."""
+    from nnx import optuna_mlflow
+
+    optuna_mlflow.discard_parent(str(error))
+    print(f"nnx: error: {error}", file=sys.stderr)
+    sys.exit(2)
