@@ -29,6 +29,7 @@ import inspect
 import json
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -54,8 +55,11 @@ ATTR_FAIL_REASON = "fail_reason"  # a user attribute: shown with the trial every
 
 SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "grid": "GridSampler",
             "cmaes": "CmaEsSampler"}
-PRUNERS = {"none": "NopPruner", "median": "MedianPruner", "percentile": "PercentilePruner",
-           "successive_halving": "SuccessiveHalvingPruner", "hyperband": "HyperbandPruner"}
+# name -> (optuna.pruners class, defaults for the arguments it requires)
+PRUNERS = {"none": ("NopPruner", {}), "median": ("MedianPruner", {}),
+           "percentile": ("PercentilePruner", {"percentile": 25.0}),
+           "successive_halving": ("SuccessiveHalvingPruner", {}),
+           "hyperband": ("HyperbandPruner", {})}
 TAGS = ("log", "int")
 SPACE_SYNTAX = ("interval(low, high), tag(log, interval(low, high)), tag(int, interval(low, "
                 "high)), choice(a, b, ...), range(start, stop[, step]), or a fixed value")
@@ -114,7 +118,8 @@ def make_pruner(value, key: str = "hydra.sweeper.pruner"):
     import optuna
 
     name, args = spec(value, key, PRUNERS)
-    return build(getattr(optuna.pruners, PRUNERS[name]), args, key)
+    cls, defaults = PRUNERS[name]
+    return build(getattr(optuna.pruners, cls), {**defaults, **args}, key)
 
 
 def open_storage(url: str, key: str = "hydra.sweeper.storage"):
@@ -167,7 +172,7 @@ def parse_space(params: dict, arguments: list[str], config=None) -> tuple[dict, 
 
     parser = OverridesParser.create()
     lines = [(f"hydra.sweeper.params.{k}", f"{k}={v}") for k, v in (params or {}).items()]
-    lines += [(f"the override {a!r}", a) for a in arguments]
+    lines += [(f"{a.partition('=')[0].lstrip('+~')} (command line)", a) for a in arguments]
     distributions, fixed, literal = {}, {}, {}
     for where, line in lines:
         try:
@@ -230,8 +235,9 @@ def distribution(override, where: str):
     value = override.value()
     tags = set(getattr(value, "tags", ()) or ())
     if tags - set(TAGS):
-        raise SweepError(f"{where}: unknown tag {min(tags - set(TAGS))!r}; valid tags: "
-                         f"{', '.join(TAGS)} (e.g. tag(log, interval(1e-4, 0.1)))")
+        raise SweepError(f"{where}: {override.input_line.partition('=')[2]!r}: unknown tag "
+                         f"{min(tags - set(TAGS))!r} (valid tags: {', '.join(TAGS)}); valid: "
+                         f"{SPACE_SYNTAX}")
     try:
         if override.is_interval_sweep():
             low, high = value.start, value.end
@@ -328,12 +334,16 @@ def override_text(key: str, value, literal: dict) -> str:
 
     if value in literal.get(key, ()):
         return f"{key}={value}"
+    if isinstance(value, str) and ("'" in value or '"' in value):
+        return f"{key}={quoted(value)}"
     return f"{key}={Override._get_value_element_as_str(value)}"
 
 
 def quoted(text: str) -> str:
-    """A Hydra quoted string holding ``text`` exactly."""
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    """A Hydra quoted string holding ``text`` exactly: quotes escaped, and the backslashes
+    before a quote or at the end doubled (Hydra reads every other backslash literally)."""
+    text = re.sub(r"(\\*)'", lambda m: m.group(1) * 2 + "\\'", text)
+    return "'" + re.sub(r"(\\+)$", lambda m: m.group(1) * 2, text) + "'"
 
 
 # -- the study ---------------------------------------------------------------------------
@@ -571,8 +581,11 @@ class OptunaSweeper(Sweeper):
             # SystemExit. Ctrl-C and SIGTERM end the sweep; any other exit fails the trial.
             code = getattr(stop, "code", None)
             interrupted = not isinstance(stop, SystemExit) or code in INTERRUPTED
-            reason = (f"the sweep stopped: {type(stop).__name__} {stop}".strip() if interrupted
-                      else f"the job exited with status {code}")
+            if isinstance(stop, SystemExit):
+                reason = (f"the sweep was interrupted (exit status {code})" if interrupted
+                          else f"the job exited with status {code}")
+            else:
+                reason = f"the sweep stopped: {type(stop).__name__}: {stop}".rstrip(": ")
             for trial in batch:
                 if storage.get_trial(trial._trial_id).state.is_finished():
                     continue
