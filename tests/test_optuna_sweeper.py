@@ -205,25 +205,25 @@ def sweeper_for(overrides: list[str], tmp_path: Path):
 
 @pytest.mark.parametrize("overrides,message", [
     (["hydra.sweeper.direction=maximize"],
-     "hydra.sweeper.direction: maximize contradicts objective 'val_loss', which is minimized; "
-     "set hydra.sweeper.direction=minimize or null (it follows the objective)"),
+     ("hydra.sweeper.direction: maximize contradicts objective 'val_loss', which is minimized; "
+     "set hydra.sweeper.direction=minimize or null (it follows the objective)")),
     (["objective=val_accuracy", "hydra.sweeper.direction=minimize"],
      "hydra.sweeper.direction: minimize contradicts objective 'val_accuracy'"),
-    (["hydra.sweeper.direction=up"], "hydra.sweeper.direction: expected minimize, maximize or "
-                                     "null (follow the objective), got 'up'"),
+    (["hydra.sweeper.direction=up"], ("hydra.sweeper.direction: expected minimize, maximize or "
+                                     "null (follow the objective), got 'up'")),
     (["hydra.sweeper.sampler.name=tpee"], "hydra.sweeper.sampler: unknown sampler 'tpee'"),
-    (["hydra.sweeper.pruner=medain"], "valid: none, median, percentile, successive_halving, "
-                                      "hyperband"),
+    (["hydra.sweeper.pruner=medain"], ("valid: none, median, percentile, successive_halving, "
+                                      "hyperband")),
     (["hydra.sweeper.pruner=median", "objective=test_accuracy"],
-     "hydra.sweeper.pruner: median prunes on the objective every epoch, but 'test_accuracy' is "
-     "measured once, after training"),
+     ("hydra.sweeper.pruner: median prunes on the objective every epoch, but 'test_accuracy' is "
+     "measured once, after training")),
     (["hydra.sweeper.n_trials=0"], "hydra.sweeper.n_trials: expected an integer >= 1, got 0"),
     (['+params={optimizer.lrr: "interval(0.1, 0.2)"}'],
-     "hydra.sweeper.params.optimizer.lrr: 'optimizer.lrr' is not a key of the config (did you "
-     "mean 'optimizer.lr'?)"),
+     ("hydra.sweeper.params.optimizer.lrr: 'optimizer.lrr' is not a key of the config (did you "
+     "mean 'optimizer.lr'?)")),
     (['+params={model.activation: "tag(log, choice(relu, tanh))"}'],
-     "hydra.sweeper.params.model.activation: 'tag(log, choice(relu, tanh))': tag(log, ...) "
-     "applies to interval and range only"),
+     ("hydra.sweeper.params.model.activation: 'tag(log, choice(relu, tanh))': tag(log, ...) "
+     "applies to interval and range only")),
 ])
 def test_settings_that_cannot_work_fail_before_any_trial(overrides, message, tmp_path):
     extra = [o for o in overrides if o.startswith("+params=")]
@@ -415,15 +415,15 @@ def test_an_interrupted_sweep_leaves_no_trial_running(how, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["hydra.sweeper.pruner=medain"],
-     "nnx: error: hydra.sweeper.pruner: unknown pruner 'medain' (did you mean 'median'?); "
-     "valid: none, median, percentile, successive_halving, hyperband"),
-    (["hydra.sweeper.storage=nope://x"], "nnx: error: hydra.sweeper.storage: cannot open "
-                                         "'nope://x': "),
-    (["hydra.sweeper.direction=maximize"], "nnx: error: hydra.sweeper.direction: maximize "
-                                           "contradicts objective 'val_loss'"),
+     ("nnx: error: hydra.sweeper.pruner: unknown pruner 'medain' (did you mean 'median'?); "
+     "valid: none, median, percentile, successive_halving, hyperband")),
+    (["hydra.sweeper.storage=nope://x"], ("nnx: error: hydra.sweeper.storage: cannot open "
+                                         "'nope://x': ")),
+    (["hydra.sweeper.direction=maximize"], ("nnx: error: hydra.sweeper.direction: maximize "
+                                           "contradicts objective 'val_loss'")),
     (["optimizer.lr=tag(lg,interval(0.1,1))"],
-     "nnx: error: optimizer.lr (command line): 'tag(lg,interval(0.1,1))': unknown tag 'lg' "
-     "(valid tags: log, int)"),
+     ("nnx: error: optimizer.lr (command line): 'tag(lg,interval(0.1,1))': unknown tag 'lg' "
+     "(valid tags: log, int)")),
     (["hydra/sweeper/sampler=nope"], "Could not find 'hydra/sweeper/sampler/nope'"),
 ])
 def test_bad_input_stops_the_sweep_before_any_trial_with_one_line(args, message, store, tmp_path):
