@@ -437,3 +437,26 @@ def test_bad_input_stops_the_sweep_before_any_trial_with_one_line(args, message,
     client = MlflowClient(store)
     exp = client.get_experiment_by_name("spirals")
     assert exp is None or client.search_runs([exp.experiment_id]) == []  # no sweep ran
+
+
+def test_failed_trials_are_failed_with_their_reason_and_counted(store, tmp_path):
+    # every run fails after training (its objective is no metric); max_failure_rate=1 lets the
+    # sweep go on through both
+    done = sweep([*SPIRALS, "optimizer.lr=interval(0.001,0.1)", "objective=nope",
+                  "hydra.sweeper.n_trials=2", "hydra.sweeper.max_failure_rate=1.0", *QUICK],
+                 tmp_path, uri=store)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "trials 0-1 in this sweep: 0 complete, 0 pruned, 2 failed" in done.stdout + done.stderr
+    study = study_in(f"journal://{tmp_path / 'optuna.journal'}")
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert {t.user_attrs["fail_reason"] for t in study.trials} == {
+        "the job exited with status 2"}
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    exp = client.get_experiment_by_name("spirals")
+    children = [r for r in client.search_runs([exp.experiment_id])
+                if "mlflow.parentRunId" in r.data.tags]
+    assert {(c.info.status, c.data.tags["nnx.trial_state"]) for c in children} == {
+        ("FAILED", "failed")}
+    assert all("'nope' is not a metric" in c.data.tags["error"] for c in children)
