@@ -527,7 +527,12 @@ class OptunaSweeper(Sweeper):
         while left > 0:
             batch = self.ask(study, storage, plan, min(left, self.n_jobs))
             ran += [t.number for t in batch]
-            returns = self.launch(study, storage, plan, batch)
+            try:
+                returns = self.launch(study, storage, plan, batch)
+            except SystemExit as stop:
+                if stop.code not in INTERRUPTED:  # a failed batch: say what the sweep did
+                    self.finish(study, plan, ran)
+                raise
             failures = self.tell(study, storage, batch, returns)
             left -= len(batch)
             if failures and len(failures) / len(batch) > float(self.max_failure_rate):
@@ -583,7 +588,9 @@ class OptunaSweeper(Sweeper):
             interrupted = not isinstance(stop, SystemExit) or code in INTERRUPTED
             if isinstance(stop, SystemExit):
                 reason = (f"the sweep was interrupted (exit status {code})" if interrupted
-                          else f"the job exited with status {code}")
+                          else f"the job exited with status {code}" if len(batch) == 1 else
+                          f"a job of its batch exited with status {code} (the launcher "
+                          "reports one failure for the whole batch)")
             else:
                 reason = f"the sweep stopped: {type(stop).__name__}: {stop}".rstrip(": ")
             for trial in batch:
