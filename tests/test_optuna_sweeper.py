@@ -20,6 +20,7 @@ import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from nnx import optuna_space as searchspace
 from nnx import optuna_sweeper as S
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +31,7 @@ QUICK = ["tracking.plots=false", "tracking.log_model=false"]
 
 # -- in this process -----------------------------------------------------------------------
 def test_search_space_syntax_gives_these_distributions():
-    space, fixed, literal = S.parse_space(
+    space, fixed, literal = searchspace.parse_space(
         {"a": "interval(0.1, 0.5)", "b": "tag(log, interval(1e-4, 0.1))",
          "c": "tag(int, interval(1, 8))", "d": "choice(relu, tanh)", "e": "range(1, 5)",
          "f": "range(0.1, 0.5, 0.1)", "g": "shuffle(range(3))", "h": "choice([64,64],[128])",
@@ -57,11 +58,12 @@ def test_a_trial_value_goes_back_as_the_override_that_means_it():
     literal = {"h": {"[64,64]"}}
     for key, value in [("h", "[64,64]"), ("d", "a b"), ("x", 1e-05), ("y", True), ("z", 3),
                        ("w", "it's")]:
-        text = S.override_text(key, value, literal)
+        text = searchspace.override_text(key, value, literal)
         parsed = parser.parse_override(text).value()
         assert parsed == ([64, 64] if key == "h" else value), text
     for text in ("sqlite:////a b/it's.db", "C:\\dir\\", "a\\'b", "plain"):
-        assert parser.parse_override("++hydra.job.env_set.X=" + S.quoted(text)).value() == text
+        override = "++hydra.job.env_set.X=" + searchspace.quoted(text)
+        assert parser.parse_override(override).value() == text
 
 
 @pytest.mark.parametrize("expression,message", [
@@ -75,7 +77,7 @@ def test_a_trial_value_goes_back_as_the_override_that_means_it():
 ])
 def test_a_bad_search_space_expression_names_its_key_and_the_syntax(expression, message):
     with pytest.raises(S.SweepError) as error:
-        S.parse_space({"optimizer.lr": expression}, [])
+        searchspace.parse_space({"optimizer.lr": expression}, [])
     text = str(error.value)
     assert text.startswith("hydra.sweeper.params.optimizer.lr: ")
     assert message in text
@@ -107,10 +109,9 @@ def test_pruners_by_name_and_with_arguments():
 
 @pytest.mark.parametrize("name", ["tpe", "random", "cmaes", "grid"])
 def test_every_sampler_runs_a_small_study_inside_the_space(name):
-    space, _, _ = S.parse_space({"lr": "tag(log, range(1, 9))", "width": "range(16, 80, 16)",
-                                 "act": "choice(relu, tanh)"} if name == "grid" else
-                                {"lr": "tag(log, interval(1e-4, 0.1))", "width": "range(16, 80, 16)",
-                                 "act": "choice(relu, tanh)"}, [])
+    lr = "tag(log, range(1, 9))" if name == "grid" else "tag(log, interval(1e-4, 0.1))"
+    space, _, _ = searchspace.parse_space(
+        {"lr": lr, "width": "range(16, 80, 16)", "act": "choice(relu, tanh)"}, [])
     if name == "grid":  # a log range is no grid: give it as choices
         space["lr"] = CategoricalDistribution((1e-3, 1e-2))
     sampler = S.make_sampler({"name": name, "seed": 3}, space)
@@ -118,7 +119,7 @@ def test_every_sampler_runs_a_small_study_inside_the_space(name):
     study = optuna.create_study(sampler=sampler)
     for _ in range(16 if name == "grid" else 6):
         trial = study.ask()
-        values = {k: S.suggest(trial, k, d) for k, d in space.items()}
+        values = {k: searchspace.suggest(trial, k, d) for k, d in space.items()}
         assert all(space[k]._contains(space[k].to_internal_repr(v)) for k, v in values.items())
         try:
             study.tell(trial, values["width"] * (2 if values["act"] == "relu" else 1))
@@ -135,7 +136,7 @@ def test_a_seed_repeats_a_sampler_and_a_rerun_moves_it_on():
 
     def first(sampler):
         study = optuna.create_study(sampler=sampler)
-        return S.suggest(study.ask(), "x", space["x"])
+        return searchspace.suggest(study.ask(), "x", space["x"])
 
     same = [first(S.make_sampler({"name": "random", "seed": 5}, space)) for _ in range(2)]
     assert same[0] == same[1]

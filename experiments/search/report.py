@@ -1,7 +1,8 @@
 """The search benchmark's summary: epochs trained and best validation accuracy, with and
 without pruning, from the two Optuna studies that ``run.sh`` stores (and their MLflow runs).
 
-    python experiments/search/report.py --storage journal://<file> --uri sqlite:///<db> --out summary.md
+    python experiments/search/report.py --storage journal://<file> --uri sqlite:///<db> \\
+        --out summary.md
 """
 
 from __future__ import annotations
