@@ -539,7 +539,8 @@ class MlflowTracker(Tracker):
         if "job_num" in job and self.parent_run_id:
             swept = set(job.get("swept", []))
             shown = [o for o in job.get("overrides", []) if override_key(o) in swept]
-            return _clip(" ".join([f"#{job['job_num']}", *shown]), MAX_KEY)
+            number = os.environ.get("NNX_OPTUNA_TRIAL") or job["job_num"]  # a trial's number
+            return _clip(" ".join([f"#{number}", *shown]), MAX_KEY)
         return None  # MLflow picks a name
 
     def run_tags(self, config: dict, trainer, dataset, job: dict) -> dict[str, str]:
