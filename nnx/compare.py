@@ -129,7 +129,8 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
     rows = []
     for run in runs:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
-               "status": run.info.status}
+               "status": "PRUNED" if run.data.tags.get("nnx.trial_state") == "pruned"
+               else run.info.status}  # an Optuna trial stopped early: finished, not a failure
         row.update({p: run.data.params.get(p) for p in shown_params})
         metrics = run.data.metrics
         for key in (metric, *SHOWN_METRICS):

@@ -16,6 +16,7 @@ import numpy as np
 
 from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config
 from nnx.network import mlp
+from nnx.pruning import trial_callbacks
 from nnx.tracking import NullTracker, Tracker
 from nnx.trainer import EarlyStopping, TrainConfig, Trainer
 
@@ -112,6 +113,7 @@ def build(cfg: dict):
     if stopping.get("patience", 0) > 0:
         callbacks.append(EarlyStopping(stopping.get("monitor", "val_loss"), stopping["patience"],
                                        stopping.get("min_delta", 0.0)))
+    callbacks += trial_callbacks(cfg)  # a trial of nnx's Optuna sweeper: report, maybe prune
     config = TrainConfig(epochs=tcfg["epochs"], batch_size=tcfg["batch_size"],
                          shuffle=tcfg.get("shuffle", True), limit_batches=tcfg.get("limit_batches", 0),
                          log_every=tcfg.get("log_every", 1), decision_threshold=loss.decision_threshold,

@@ -182,7 +182,8 @@ class MlflowTracker(Tracker):
         if "job_num" in job and self.parent_run_id:
             swept = set(job.get("swept", []))
             shown = [o for o in job.get("overrides", []) if override_key(o) in swept]
-            return clip(" ".join([f"#{job['job_num']}", *shown]), MAX_KEY)
+            number = os.environ.get("NNX_OPTUNA_TRIAL") or job["job_num"]  # a trial's number
+            return clip(" ".join([f"#{number}", *shown]), MAX_KEY)
         return None  # MLflow picks a name
 
     def run_tags(self, config: dict, trainer, dataset, job: dict) -> dict[str, str]:
@@ -220,7 +221,7 @@ class MlflowTracker(Tracker):
         if "job_num" in job:
             tags["nnx.job_num"] = str(job["job_num"])
             if "optuna" in job.get("sweeper", ""):
-                tags["trial"] = str(job["job_num"])  # Optuna numbers trials as Hydra numbers jobs
+                tags["trial"] = os.environ.get("NNX_OPTUNA_TRIAL") or str(job["job_num"])
         if job.get("overrides"):
             tags["nnx.overrides"] = json.dumps(job["overrides"])
         resume = (config.get("trainer") or {}).get("resume")

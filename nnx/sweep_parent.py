@@ -159,7 +159,8 @@ def end_sweep(env: dict[str, str], direction: str | None = None, results: dict |
     params, metrics = [], []
     direction = direction or client.get_run(parent).data.tags.get("nnx.direction") or "minimize"
     scored = [c for c in children if c.info.status == "FINISHED"
-              and math.isfinite(c.data.metrics.get("objective", math.nan))]
+              and math.isfinite(c.data.metrics.get("objective", math.nan))
+              and c.data.tags.get("nnx.trial_state") != "pruned"]  # stopped early: not a result
     if scored:
         pick = max if direction.startswith("max") else min
         best = pick(scored, key=lambda c: c.data.metrics["objective"])

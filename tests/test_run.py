@@ -122,7 +122,8 @@ def test_optuna_search_reports_best(nnx_run):
                     "hydra.sweeper.n_trials=3", "trainer.epochs=2", "tracking=none"])
     assert done.returncode == 0, done.stderr
     out = done.stdout + done.stderr
-    assert "Best parameters" in out and "Best value" in out
+    assert "study 'spirals': trials 0-2 in this sweep: 3 complete, 0 pruned, 0 failed" in out
+    assert "best trial " in out and "params {'optimizer.lr': " in out
 
 
 @pytest.mark.parametrize("args,expected", [

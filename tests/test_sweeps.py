@@ -88,6 +88,7 @@ def test_optuna_trials_are_tagged_and_the_parent_gets_the_best(store, tmp_path):
     assert parent.info.status == "FINISHED"
     assert sorted(c.data.tags["trial"] for c in children) == ["0", "1", "2"]
     assert all(c.info.status == "FINISHED" for c in children)
+    assert {c.data.tags["nnx.trial_state"] for c in children} == {"complete"}
     best = min(children, key=lambda c: c.data.metrics["objective"])
     assert parent.data.metrics["best_objective"] == pytest.approx(best.data.metrics["objective"])
     assert parent.data.metrics["optuna_best_value"] == pytest.approx(
