@@ -137,7 +137,12 @@ def open_storage(url: str, key: str = "hydra.sweeper.storage"):
             return optuna.storages.GrpcStorageProxy(host=host or "localhost", port=int(port))
         # Several processes write one sqlite file: wait for its lock instead of failing.
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        from nnx.store import store_lock
+
+        # Two sweeps creating a fresh sqlite file at once race in its schema migration
+        # (a UNIQUE constraint on alembic_version): the first creates it, the second waits.
+        with store_lock(url):
+            return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SweepError(f"{key}: cannot open {url!r}: {cause}; valid: {STORAGE_SYNTAX}") \
