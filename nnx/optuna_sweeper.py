@@ -137,11 +137,14 @@ def open_storage(url: str, key: str = "hydra.sweeper.storage"):
             return optuna.storages.GrpcStorageProxy(host=host or "localhost", port=int(port))
         # Several processes write one sqlite file: wait for its lock instead of failing.
         kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-        from nnx.store import store_lock
+        from nnx.store import sqlite_path, store_lock
 
         # Two sweeps creating a fresh sqlite file at once race in its schema migration
         # (a UNIQUE constraint on alembic_version): the first creates it, the second waits.
-        with store_lock(url):
+        # (The lock would make a missing folder; then sqlite's own error says what is wrong.)
+        path = sqlite_path(url)
+        lock = store_lock(url) if path and path.parent.is_dir() else contextlib.nullcontext()
+        with lock:
             return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as error:
         cause = str(error).splitlines()[0] if str(error) else type(error).__name__
