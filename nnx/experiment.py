@@ -302,24 +302,32 @@ def split_validation(cfg, ds, rng):
     return ds, None
 
 
+def fit_data(cfg: dict, ds, loss, out_features: int):
+    """(x_train, y_train, x_val, y_val) as ``Trainer.fit`` takes them: the training data less
+    the validation set, targets encoded for the loss; x_val and y_val None without one."""
+    dtype = np.dtype(cfg["dtype"])
+    train_ds, val_ds = split_validation(cfg, ds, np.random.default_rng([cfg["seed"], 1]))
+    y_train = encode_targets(train_ds.y_train, ds, loss, out_features, dtype)
+    if val_ds is None:
+        return train_ds.x_train, y_train, None, None
+    return (train_ds.x_train, y_train, val_ds.x_train,
+            encode_targets(val_ds.y_train, ds, loss, out_features, dtype))
+
+
 def train(cfg: dict, tracker: Tracker | None = None) -> dict:
     """Run one experiment; returns final metrics, including ``objective``."""
     started = time.perf_counter()
     trainer, ds, out_features = build(cfg)
     dtype = np.dtype(cfg["dtype"])
     loss = trainer.loss
-    train_ds, val_ds = split_validation(cfg, ds, np.random.default_rng([cfg["seed"], 1]))
-    y_train = encode_targets(train_ds.y_train, ds, loss, out_features, dtype)
+    x_train, y_train, x_val, y_val = fit_data(cfg, ds, loss, out_features)
     has_test = ds.x_test is not None
-    x_val = y_val = None
-    if val_ds is not None:
-        x_val, y_val = val_ds.x_train, encode_targets(val_ds.y_train, ds, loss, out_features, dtype)
     trainer.tracker = tracker or make_tracker(cfg)
     status, error = "FINISHED", None
     try:
         trainer.tracker.start(cfg, trainer, ds)
         fit_started = time.perf_counter()
-        logs = trainer.fit(train_ds.x_train, y_train, x_val, y_val)
+        logs = trainer.fit(x_train, y_train, x_val, y_val)
         train_seconds = time.perf_counter() - fit_started
         if has_test:
             y_test = encode_targets(ds.y_test, ds, loss, out_features, dtype)
@@ -333,8 +341,7 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
         trainer.tracker.log_metrics({k: v for k, v in logs.items() if k.startswith("test_")},
                                     step=trainer.epoch)
         trainer.tracker.log_network(trainer.network)
-        return {"metrics": logs, "trainer": trainer, "dataset": ds,
-                "n_validation": 0 if val_ds is None else len(val_ds.x_train)}
+        return {"metrics": logs, "trainer": trainer, "dataset": ds}
     except KeyboardInterrupt:
         status, error = "KILLED", "interrupted"
         raise
@@ -349,7 +356,7 @@ def summary(cfg: dict, result: dict) -> str:
     """The short report printed at the end of a run."""
     logs, trainer, ds = result["metrics"], result["trainer"], result["dataset"]
     n_test = 0 if ds.x_test is None else len(ds.x_test)
-    n_val = result.get("n_validation", 0)
+    n_val = validation_size(cfg, ds)
     headline = (
         f"nnx {cfg.get('name', '')}: dataset {ds.name} ({len(ds.x_train) - n_val} train, "
         f"{n_val} validation, {n_test} test), "
@@ -366,7 +373,7 @@ def summary(cfg: dict, result: dict) -> str:
     source = {"val": f"the validation set ({n_val} samples held out of train)",
               "train": "the training set (no validation set: trainer.val_split=0)"
               if not n_val else "the training set"}[objective_source(objective)]
-    lines.append(f"objective ({objective}, from {source}): {_fmt(logs['objective'])}")
+    lines.append(f"objective ({objective}): {_fmt(logs['objective'])}, from {source}")
     return "\n".join(lines)
 
 

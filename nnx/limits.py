@@ -123,6 +123,9 @@ def check_npz(path) -> None:
                 except (ValueError, OSError, EOFError) as error:
                     raise ValueError(f"{where}: not a valid .npy header ({error})") from error
                 header = member.tell()
+            if dtype.hasobject:  # said before np.load does, in its words, never unpickled
+                raise ValueError(f"{where} holds Python objects: Object arrays cannot be "
+                                 "loaded when allow_pickle=False (nnx never unpickles)")
             count = 1
             for size in shape:
                 count *= int(size)
