@@ -150,7 +150,7 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
 def test_failed_run_is_marked_failed_with_the_error(store):
     # a mistake in the config fails before a run opens; divergence fails in the run
     cfg = compose(["experiment=xor", "debug=default", "loss=mse", "optimizer=sgd",
-                   "optimizer.lr=1e12", "model.output_activation=identity",
+                   "optimizer.lr=1e200", "model.output_activation=identity",
                    f"tracking.uri={store}", "tracking.plots=false", "tracking.log_model=false"])
     with pytest.raises(NonFiniteError, match="training diverged"):
         experiment.train(cfg)
