@@ -14,6 +14,7 @@ activation, and the memory the network will need.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -128,7 +129,8 @@ def check_training_memory(cfg: dict, n_features: int, out_features: int, n_train
     model, tcfg = cfg["model"], cfg["trainer"]
     itemsize = np.dtype(cfg["dtype"]).itemsize
     sizes = [n_features, *model["hidden"], out_features]
-    n_params = sum(a * b + (b if model.get("bias", True) else 0) for a, b in zip(sizes, sizes[1:]))
+    n_params = sum(a * b + (b if model.get("bias", True) else 0)
+                   for a, b in itertools.pairwise(sizes))
     # Arrays the optimizer keeps per parameter array (Adam: m, v and a scratch buffer).
     slots = len(optimizer.init_state(np.zeros(1, cfg["dtype"])))
     stopping = (tcfg.get("early_stopping") or {}).get("patience", 0) > 0

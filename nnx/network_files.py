@@ -77,8 +77,8 @@ def load_network(folder: str | Path):
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not a saved nnx network: {path.name} is missing")
     meta = read_json(meta_path.read_text(), meta_path)
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    if found != FORMAT:  # a ValueError like every other damaged-file error here
         raise ValueError(f"{meta_path}: format {found!r}, expected {FORMAT}")
     check_npz(weights_path)
     network = _network_for(meta, meta_path)
@@ -116,7 +116,7 @@ def load_snapshot(path: str | Path):
         raise ValueError(f"{path} is not an nnx weights snapshot (no {SNAPSHOT_META})")
     meta = read_json(arrays.pop(SNAPSHOT_META).tobytes(), path)
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: its {SNAPSHOT_META} is not a JSON object")
+        raise ValueError(f"{path}: {SNAPSHOT_META} is not a JSON object")  # noqa: TRY004
     network = _network_for(meta, path)
     params = network.named_params()
     if set(arrays) != set(params):
