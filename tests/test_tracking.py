@@ -107,6 +107,9 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     tags = run.data.tags
     assert tags["dataset"] == "moons"
     assert tags["nnx.version"] == nnx.__version__
+    # the objective (val_loss by default) comes from the 13 of 64 held out of train
+    assert (tags["nnx.objective_source"], tags["nnx.dataset.n_validation"]) == ("val", "13")
+    assert run.data.metrics["val_loss"] != run.data.metrics["test_loss"]
     for key in ("component.optimizer", "component.loss", "component.dataset",
                 "component.layer.dense", "component.activation.tanh",
                 "component.initializer.glorot_uniform"):
