@@ -69,7 +69,9 @@ def check_output(cfg: dict, loss) -> None:
     activation declares its range as ``output_range``. The message names the fixes that fit."""
     from nnx.registry import registry
 
-    act = cfg["model"].get("output_activation", "identity")
+    if "output_activation" not in cfg["model"]:  # a model type whose layers end it itself
+        return
+    act = cfg["model"]["output_activation"]
     low, high = getattr(registry("activations").get(act), "output_range", (-math.inf, math.inf))
     lo, hi = loss.input_range
     name = cfg["loss"]["name"]
@@ -127,6 +129,8 @@ def check_training_memory(cfg: dict, n_features: int, out_features: int, n_train
     from nnx.limits import available_memory, check_memory
 
     model, tcfg = cfg["model"], cfg["trainer"]
+    if "hidden" not in model:  # the estimate below is the mlp's (model.name=mlp)
+        return
     itemsize = np.dtype(cfg["dtype"]).itemsize
     sizes = [n_features, *model["hidden"], out_features]
     n_params = sum(a * b + (b if model.get("bias", True) else 0)
