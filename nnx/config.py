@@ -4,6 +4,12 @@ Every message names the config key, the value given, and what is allowed, e.g.
 ``optimizer.lr: lr must be in (0.0, inf), got -1.0``. Components' keyword arguments are
 checked against their constructor's signature, so a plugin's component is checked exactly
 like a built-in without any schema written for it.
+
+One schema for the whole config: every node's keys are checked before anything is built
+(``+``-added keys included). Components answer with their signature; the nodes nnx reads
+itself declare their keys here (``TOP_LEVEL_KEYS``, ``TRAINER_KEYS``, ``MODEL_TYPES`` per
+model type, ``DATASET_KEYS``; tracking's in ``nnx.tracking_settings``). An unknown key is
+``<node>.<key>: <what> has no key '<key>'. Did you mean '<closest>'? Valid keys: ...``.
 """
 
 from __future__ import annotations
