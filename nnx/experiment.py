@@ -38,13 +38,19 @@ def load_data(cfg: dict, rng: np.random.Generator, dtype):
 
     node = cfg["dataset"]
     source = build_component("dataset", node, skip=DATASET_KEYS)
+    sizes = ", ".join(f"dataset.{k}={v}" for k, v in node.items()
+                      if isinstance(v, int) and not isinstance(v, bool) and v > 1)
+    if hasattr(source, "estimated_bytes"):
+        from nnx.limits import check_memory
+
+        key = "dataset.n_samples" if "n_samples" in node else "dataset"
+        check_memory(source.estimated_bytes(dtype), key, f"dataset {node['name']!r} ({sizes})",
+                     "use fewer samples")
     try:
         # Overflow is reported below, naming the key, rather than as a numpy warning.
         with np.errstate(over="ignore", invalid="ignore"):
             ds = source.load(rng, dtype=dtype)
     except MemoryError as error:
-        sizes = ", ".join(f"dataset.{k}={v}" for k, v in node.items()
-                          if isinstance(v, int) and not isinstance(v, bool) and v > 1)
         raise ConfigError(f"dataset: loading {node['name']!r} ran out of memory ({error})"
                           + (f"; lower {sizes}" if sizes else "")) from error
     except ValueError as error:

@@ -147,6 +147,10 @@ CASES = {
     # data
     "empty-dataset": (["dataset=moons", "dataset.n_samples=0"],
                       "dataset.n_samples: n_samples must be an integer >= 1, got 0"),
+    "dataset-too-large-for-memory": (["dataset.n_samples=100000000000"],
+                                     ("dataset.n_samples: dataset 'moons' "
+                                     "(dataset.n_samples=100000000000, dataset.n_test=200) needs "
+                                     "about 9.5 TiB, more than the ")),
     "one-sample": (["dataset.n_samples=1"],
                    ("trainer.val_split: dataset 'moons' has 1 training sample "
                    "(dataset.n_samples=1), too few to hold out a validation set")),
