@@ -12,7 +12,13 @@ from nnx.module import Module, reuse
 
 
 class Activation(Module):
-    """An activation has no parameters and keeps the feature count."""
+    """An activation has no parameters and keeps the feature count.
+
+    ``output_range``: the closed interval its outputs lie in, declared so that a loss that
+    takes probabilities can be checked against the output activation before training.
+    """
+
+    output_range: tuple[float, float] = (-np.inf, np.inf)
 
     def __init__(self) -> None:
         super().__init__()
@@ -44,6 +50,8 @@ class Identity(Activation):
 class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y). Stable for any finite x."""
 
+    output_range = (0.0, 1.0)
+
     def forward(self, x):
         self._y = stable_sigmoid(x)
         return self._y
@@ -57,6 +65,8 @@ class Sigmoid(Activation):
 
 class Tanh(Activation):
     """y = tanh(x); dy/dx = 1 - y**2, computed from the cached output."""
+
+    output_range = (-1.0, 1.0)
 
     def forward(self, x):
         self._y = np.tanh(x)
@@ -73,6 +83,8 @@ class ReLU(Activation):
     fresh result costs what writing into a kept buffer does: the pass over the data is the
     same); only the mask that backward needs lives in a buffer kept between steps.
     """
+
+    output_range = (0.0, np.inf)
 
     _mask = None
 
@@ -148,6 +160,8 @@ class GELU(Activation):
 class Softplus(Activation):
     """y = log(1 + exp(x)); dy/dx = sigmoid(x). logaddexp keeps it finite for large x."""
 
+    output_range = (0.0, np.inf)
+
     def forward(self, x):
         self._x = x
         return np.logaddexp(0, x).astype(x.dtype, copy=False)
@@ -175,6 +189,8 @@ class Softmax(Activation):
     Its Jacobian is not diagonal; the vector-Jacobian product is y * (g - sum(g * y)).
     For classification prefer the ``softmax_cross_entropy`` loss on logits (fused, stabler).
     """
+
+    output_range = (0.0, 1.0)
 
     def forward(self, x):
         z = np.exp(x - x.max(axis=1, keepdims=True))

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnx.limits import TooLarge, check_npz, read_json
+
 FORMAT = 1
 META_KEY = "__meta_json__"
 
@@ -114,11 +116,14 @@ def read(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     try:
         if not zipfile.is_zipfile(path):  # np.load would try other formats (never pickle)
             raise ValueError("not a .npz archive")
+        check_npz(path)  # declared shapes against the bytes held, before NumPy allocates them
         with np.load(path, allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
-        meta = json.loads(arrays.pop(META_KEY).tobytes().decode())
+        meta = read_json(arrays.pop(META_KEY).tobytes(), "its metadata")
         if not isinstance(meta, dict):
             raise TypeError("its metadata is not a JSON object")
+    except TooLarge as error:
+        raise CheckpointError(f"checkpoint {path}: {error}") from error
     except (zipfile.BadZipFile, EOFError, OSError, KeyError, ValueError, TypeError) as error:
         raise CheckpointError(
             f"checkpoint {path} is damaged or not an nnx checkpoint ({type(error).__name__}: "

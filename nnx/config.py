@@ -4,10 +4,17 @@ Every message names the config key, the value given, and what is allowed, e.g.
 ``optimizer.lr: lr must be in (0.0, inf), got -1.0``. Components' keyword arguments are
 checked against their constructor's signature, so a plugin's component is checked exactly
 like a built-in without any schema written for it.
+
+One schema for the whole config: every node's keys are checked before anything is built
+(``+``-added keys included). Components answer with their signature; the nodes nnx reads
+itself declare their keys here (``TOP_LEVEL_KEYS``, ``TRAINER_KEYS``, ``MODEL_TYPES`` per
+model type, ``DATASET_KEYS``; tracking's in ``nnx.tracking_settings``). An unknown key is
+``<node>.<key>: <what> has no key '<key>'. Did you mean '<closest>'? Valid keys: ...``.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import math
 import numbers
@@ -18,6 +25,14 @@ from nnx.registry import KINDS, PluginError, UnknownComponentError, registry
 GROUP_KINDS = {k.config_group: k.name for k in KINDS if k.config_group}
 # keys of a dataset node that nnx handles itself, not the dataset class
 DATASET_KEYS = {"name", "standardize"}
+# The top level of a config: the nodes and the run's own settings. ``search`` holds free
+# values that other keys interpolate (``model.hidden: ["${search.width}"]``, a search preset).
+TOP_LEVEL_KEYS = ("name", "seed", "dtype", "objective", "print_predictions", "search",
+                  "dataset", "model", "loss", "optimizer", "schedule", "trainer", "tracking")
+# trainer.* (conf/trainer/default.yaml documents each); early_stopping.* is EarlyStopping's
+# own signature (nnx.trainer), so that node is checked like a component.
+TRAINER_KEYS = ("epochs", "batch_size", "shuffle", "val_split", "limit_batches", "log_every",
+                "progress", "early_stopping", "checkpoint_every", "checkpoint_dir", "resume")
 
 
 class ConfigError(ValueError):
@@ -72,17 +87,36 @@ def component_class(group: str, name, kind: str | None = None):
         raise ConfigError(f"{group}: {error}") from error
 
 
-def build_component(group: str, node: dict, kind: str | None = None, skip=("name",)):
-    """Check ``node``'s keyword arguments against the class signature, then build it."""
+def unknown_key(node: str, key: str, what: str, valid) -> ConfigError:
+    """The one message for a key that its node does not take: the node and the key, the
+    valid keys and the closest of them."""
+    valid = list(valid)
+    close = difflib.get_close_matches(str(key), valid, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    where = f"{node}.{key}" if node else str(key)
+    return ConfigError(f"{where}: {what} has no key {key!r}.{hint} "
+                       f"Valid keys: {', '.join(valid) or 'none'}")
+
+
+def check_keys(node: str, values: dict, what: str, valid) -> None:
+    """Every key of ``values`` is one of ``valid``, or the first that is not fails."""
+    for key in values:
+        if key not in valid:
+            raise unknown_key(node, key, what, valid)
+
+
+def check_component(group: str, node: dict, kind: str | None = None, skip=("name",)):
+    """Check ``node``'s keys and value types against the class signature; returns the class."""
     cls = component_class(group, node.get("name"), kind)
     kwargs = {k: v for k, v in node.items() if k not in skip}
     params = inspect.signature(cls).parameters
     accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    valid = [*skip, *(k for k, p in params.items()
+                      if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))]
+    singular = registry(kind or GROUP_KINDS[group]).singular
     for key, value in kwargs.items():
         if key not in params and not accepts_any:
-            valid = ", ".join(k for k in params if k not in ("self", "args", "kwargs"))
-            raise ConfigError(f"{group}.{key}: {node['name']!r} takes no argument {key!r}; "
-                              f"valid: {valid or 'none'}")
+            raise unknown_key(group, key, f"{singular} {node['name']!r}", valid)
         if key in params:
             p = params[key]
             expected = _expected_type(p.default, p.annotation)
@@ -92,6 +126,13 @@ def build_component(group: str, node: dict, kind: str | None = None, skip=("name
                     continue
                 raise ConfigError(f"{group}.{key}: expected {'a ' if expected != 'int' else 'an '}"
                                   f"{expected}, got {value!r}")
+    return cls
+
+
+def build_component(group: str, node: dict, kind: str | None = None, skip=("name",)):
+    """Check ``node``'s keyword arguments against the class signature, then build it."""
+    cls = check_component(group, node, kind, skip)
+    kwargs = {k: v for k, v in node.items() if k not in skip}
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as error:
@@ -139,8 +180,8 @@ def check_name(key: str, value, kind: str) -> str:
     return value
 
 
-def check_model(model: dict) -> dict:
-    """The model node: hidden sizes, activations, initializer, dropout, bias."""
+def check_mlp(model: dict) -> dict:
+    """The mlp model node: hidden sizes, activations, initializer, dropout, bias."""
     hidden = model.get("hidden", [])
     if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
         hidden = [hidden]
@@ -162,7 +203,31 @@ def check_model(model: dict) -> dict:
     return {**model, "hidden": [int(h) for h in hidden]}
 
 
+# model.name -> (the keys that model's node takes, the function that checks their values and
+# returns the node to build from). A new model type adds its row here.
+MODEL_TYPES = {
+    "mlp": (("name", "hidden", "activation", "output_activation", "initializer", "bias",
+             "dropout", "in_features", "out_features"), check_mlp),
+}
+
+
+def check_model(model: dict) -> dict:
+    """The model node, by its type (``model.name``, ``MODEL_TYPES``): keys, then values."""
+    name = model.get("name", "mlp")
+    if name not in MODEL_TYPES:
+        close = difflib.get_close_matches(str(name), list(MODEL_TYPES), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"model.name: unknown model type {name!r}.{hint} "
+                          f"Valid types: {', '.join(MODEL_TYPES)}")
+    keys, check = MODEL_TYPES[name]
+    check_keys("model", model, f"model {name!r}", keys)
+    return check(model)
+
+
 def check_trainer(trainer: dict) -> None:
+    from nnx.trainer import EarlyStopping
+
+    check_keys("trainer", trainer, "the trainer", TRAINER_KEYS)
     check_int("trainer.epochs", trainer.get("epochs"), 1)
     check_int("trainer.batch_size", trainer.get("batch_size"), 0)
     check_number("trainer.val_split", trainer.get("val_split", 0.0), 0.0, 1.0)
@@ -170,27 +235,98 @@ def check_trainer(trainer: dict) -> None:
     check_int("trainer.log_every", trainer.get("log_every", 1), 1)
     check_int("trainer.checkpoint_every", trainer.get("checkpoint_every", 0), 0)
     stopping = trainer.get("early_stopping") or {}
+    if not isinstance(stopping, dict):
+        raise ConfigError(f"trainer.early_stopping: expected a node (patience, monitor, ...), "
+                          f"got {stopping!r}")
+    valid = [k for k in inspect.signature(EarlyStopping).parameters]
+    check_keys("trainer.early_stopping", stopping, "early stopping", valid)
     check_int("trainer.early_stopping.patience", stopping.get("patience", 0), 0)
     check_number("trainer.early_stopping.min_delta", stopping.get("min_delta", 0.0), 0.0, math.inf)
     if not isinstance(stopping.get("monitor", "val_loss"), str):
         raise ConfigError(f"trainer.early_stopping.monitor: expected a metric name, "
                           f"got {stopping['monitor']!r}")
+    check_choice("trainer.early_stopping.mode", stopping.get("mode", "auto"),
+                 ("auto", "min", "max"))
     for key in ("shuffle", "progress"):
         if not isinstance(trainer.get(key, True), bool):
             raise ConfigError(f"trainer.{key}: expected true or false, got {trainer[key]!r}")
+    if not isinstance(stopping.get("restore_best", True), bool):
+        raise ConfigError(f"trainer.early_stopping.restore_best: expected true or false, got "
+                          f"{stopping['restore_best']!r}")
     for key in ("checkpoint_dir", "resume"):  # an all-digit run id reaches us as an int
         value = trainer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
             raise ConfigError(f"trainer.{key}: expected a path, got {value!r}")
 
 
+def check_tracking(tracking) -> None:
+    """tracking.name picks mlflow (its settings: nnx.tracking_settings) or none (no keys)."""
+    from nnx.tracking_settings import SETTINGS, check_settings
+
+    tracking = tracking if tracking is not None else {"name": "none"}
+    if not isinstance(tracking, dict):
+        raise ConfigError(f"tracking: expected a config node with a 'name', got {tracking!r}")
+    name = tracking.get("name", "none")
+    check_choice("tracking.name", name, ("mlflow", "none"))
+    # tracking=none keeps the settings a preset gives for mlflow (unused), and no others
+    check_keys("tracking", tracking, f"tracking {name!r}", SETTINGS)
+    check_settings(tracking)
+
+
+def check_metrics(cfg: dict, task: str | None = None) -> None:
+    """``objective`` and the early-stopping monitor are metrics this run will have: training
+    metrics, or validation ones when there is a validation set; never test metrics (the test
+    set is evaluated once, at the end, and nothing selects on it). ``task`` None: either task."""
+    from nnx.metrics import epoch_metrics
+
+    validation = cfg["trainer"].get("val_split", 0.0) > 0
+    tasks = (task,) if task else ("classification", "regression")
+    valid = sorted({m for t in tasks for m in epoch_metrics(t, validation)})
+    for_task = f" for {task}" if task else ""
+    stopping = cfg["trainer"].get("early_stopping") or {}
+    keys = [("objective", cfg.get("objective", "val_loss"))]
+    if stopping.get("patience", 0) > 0:
+        keys.append(("trainer.early_stopping.monitor", stopping.get("monitor", "val_loss")))
+    for key, metric in keys:
+        if not isinstance(metric, str):
+            raise ConfigError(f"{key}: expected a metric name, got {metric!r}")
+        if metric in valid:
+            continue
+        if metric.startswith("test_"):
+            raise ConfigError(
+                f"{key}: {metric!r} is a test-set metric; the test set is evaluated once, at "
+                "the end, and never selects anything. Use "
+                f"{'val_' + metric[5:]!r} (a validation split, trainer.val_split > 0) "
+                f"or {metric[5:]!r} (training)")
+        if metric.startswith("val_") and not validation and metric[4:] in valid:
+            raise ConfigError(
+                f"{key}: {metric!r} needs a validation set, but trainer.val_split is 0 (no "
+                f"validation); set trainer.val_split (e.g. 0.2), or {key}={metric[4:]} to "
+                "use the training metric")
+        close = difflib.get_close_matches(metric, valid, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{key}: {metric!r} is not a metric of this run{for_task}.{hint} "
+                          f"Valid: {', '.join(valid)}")
+
+
 def check_config(cfg: dict) -> None:
-    """Everything that can be checked before data is loaded."""
+    """Everything that can be checked before data is loaded: every node's keys against what
+    its component takes, then the values."""
+    check_keys("", cfg, "the config", TOP_LEVEL_KEYS)
+    for node in ("model", "trainer", *GROUP_KINDS):
+        if not isinstance(cfg.get(node), dict):
+            raise ConfigError(f"{node}: expected a config node, got {cfg.get(node)!r}")
+    for group in GROUP_KINDS:
+        if "name" not in cfg[group]:
+            raise ConfigError(f"{group}: expected a config node with a 'name', got {cfg[group]!r}")
+        skip = tuple(DATASET_KEYS) if group == "dataset" else ("name",)
+        check_component(group, cfg[group], skip=skip)
     check_int("seed", cfg.get("seed"), 0)
     check_choice("dtype", cfg.get("dtype"), ("float32", "float64"))
+    check_tracking(cfg.get("tracking"))
     check_trainer(cfg["trainer"])
     cfg["model"] = check_model(cfg["model"])
-    for group in GROUP_KINDS:
-        if not isinstance(cfg.get(group), dict) or "name" not in cfg[group]:
-            raise ConfigError(f"{group}: expected a config node with a 'name', got {cfg.get(group)!r}")
-        component_class(group, cfg[group]["name"])
+    if not isinstance(cfg["dataset"].get("standardize", False), bool):
+        raise ConfigError(f"dataset.standardize: expected true or false, got "
+                          f"{cfg['dataset']['standardize']!r}")
+    check_metrics(cfg)

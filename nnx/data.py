@@ -130,12 +130,17 @@ def standardize(ds: Dataset) -> Dataset:
     return dataclasses.replace(ds, x_train=(x - mean) / std, x_test=x_test)
 
 
-def split(ds: Dataset, fraction: float, rng: np.random.Generator) -> tuple[Dataset, Dataset]:
+def split(ds: Dataset, fraction: float, rng: np.random.Generator,
+          stratify: bool = False) -> tuple[Dataset, Dataset]:
     """Carve a seeded validation set out of the training data: returns (train, validation).
 
     round(fraction * n) random training samples (at least 1, leaving at least 1) become the
     validation set, held in the second Dataset's x_train/y_train (its test split is None).
     The first keeps the other training samples, in their original order, and the test split.
+    ``stratify`` (classification): each class gives its share, so that the class proportions
+    of both parts are those of the training data, to within one sample per class (the shares'
+    remainders are given to the classes with the largest ones, as in largest-remainder
+    apportionment).
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
@@ -143,12 +148,30 @@ def split(ds: Dataset, fraction: float, rng: np.random.Generator) -> tuple[Datas
     if n < 2:
         raise ValueError(f"dataset {ds.name!r} has {n} training sample; cannot split it")
     n_val = min(max(round(fraction * n), 1), n - 1)
-    order = rng.permutation(n)
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    if stratify and ds.task == "classification":
+        val = _stratified_pick(ds.y_train, n_val, rng)
+    else:
+        val = rng.permutation(n)[:n_val]
+    keep = np.ones(n, dtype=bool)
+    keep[val] = False
+    val, train = np.sort(val), np.flatnonzero(keep)
     kept = dataclasses.replace(ds, x_train=ds.x_train[train], y_train=ds.y_train[train])
     held = dataclasses.replace(ds, x_train=ds.x_train[val], y_train=ds.y_train[val],
                                x_test=None, y_test=None)
     return kept, held
+
+
+def _stratified_pick(labels: np.ndarray, n_val: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_val`` indices drawn class by class, in proportion to each class's count."""
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * (n_val / len(labels))
+    take = np.floor(exact).astype(np.int64)
+    left = n_val - int(take.sum())
+    if left:  # the largest remainders get one more; ties broken by the rng, not by order
+        order = np.lexsort((rng.random(len(classes)), -(exact - take)))
+        take[order[:left]] += 1
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.concatenate(picked)
 
 
 def one_hot(labels: np.ndarray, n_classes: int, dtype=np.float64) -> np.ndarray:

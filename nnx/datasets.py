@@ -47,7 +47,10 @@ class DatasetSource:
     Subclasses check their arguments in ``__init__``, so a bad config fails before any work,
     and draw every random number from the generator given to ``load``. ``random``: whether
     the data depend on that generator (another seed, other arrays); a source deterministic
-    by nature (fixed files, a standard split) sets it to False. The conformance kit checks both.
+    by nature (fixed files, a standard split) sets it to False. The conformance kit checks
+    both. A source whose size its arguments decide may define ``estimated_bytes(dtype)``, the
+    memory ``load`` will take, so that a size beyond the machine's memory is refused before
+    loading.
     """
 
     name = "dataset"
@@ -125,6 +128,11 @@ class _Generated(DatasetSource):
     def sample(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """n points (n, 2) float64 and their int64 labels."""
         raise NotImplementedError
+
+    def estimated_bytes(self, dtype=np.float64) -> int:
+        """Memory ``load`` takes at its peak, known before it draws anything: per point, a few
+        (2,) float64 temporaries (angles, jitter, the cast copy) and an int64 label."""
+        return (self.n_samples + self.n_test) * (6 * 2 * 8 + 8)
 
     def load(self, rng: np.random.Generator, dtype=np.float64) -> Dataset:
         dt = _float_dtype(dtype)

@@ -3,10 +3,18 @@
 Hydra composes the dict (see ``nnx.run``); this module knows nothing of Hydra, so tests and
 notebooks call it directly. Steps: check the config, load the data, build the network, the
 loss, the optimizer and the schedule by registry name, train, evaluate on the test set.
+
+Honest by default: the validation set is carved out of the training data
+(``trainer.val_split``, seeded, stratified by class); the objective and early stopping read
+validation (or, with ``val_split: 0``, training) metrics; the test set is evaluated once, at
+the end, and selects nothing. Everything knowable before training is checked before the
+first epoch: the keys of every node, the metrics named, the loss against the output
+activation, and the memory the network will need.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import time
@@ -14,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config
+from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config, check_metrics
+from nnx.metrics import objective_source
 from nnx.network import mlp
 from nnx.pruning import trial_callbacks
 from nnx.tracking import NullTracker, Tracker
@@ -22,14 +31,140 @@ from nnx.trainer import EarlyStopping, TrainConfig, Trainer
 
 
 def load_data(cfg: dict, rng: np.random.Generator, dtype):
-    """The dataset named by ``cfg.dataset``, standardised with training statistics if asked."""
+    """The dataset named by ``cfg.dataset``, standardised with training statistics if asked.
+
+    What goes wrong while loading is said with the keys that may have caused it: a value too
+    large for ``dtype`` (``dataset.noise=1e39`` overflows float32), or too much data."""
     from nnx import data
 
-    source = build_component("dataset", cfg["dataset"], skip=DATASET_KEYS)
-    ds = source.load(rng, dtype=dtype)
-    if cfg["dataset"].get("standardize", False):
+    node = cfg["dataset"]
+    source = build_component("dataset", node, skip=DATASET_KEYS)
+    sizes = ", ".join(f"dataset.{k}={v}" for k, v in node.items()
+                      if isinstance(v, int) and not isinstance(v, bool) and v > 1)
+    if hasattr(source, "estimated_bytes"):
+        from nnx.limits import check_memory
+
+        key = "dataset.n_samples" if "n_samples" in node else "dataset"
+        check_memory(source.estimated_bytes(dtype), key, f"dataset {node['name']!r} ({sizes})",
+                     "use fewer samples")
+    try:
+        # Overflow is reported below, naming the key, rather than as a numpy warning.
+        with np.errstate(over="ignore", invalid="ignore"):
+            ds = source.load(rng, dtype=dtype)
+    except MemoryError as error:
+        raise ConfigError(f"dataset: loading {node['name']!r} ran out of memory ({error})"
+                          + (f"; lower {sizes}" if sizes else "")) from error
+    except ValueError as error:
+        if "NaN or inf" not in str(error):
+            raise
+        limit = float(np.finfo(dtype).max)
+        suspects = [f"dataset.{k}={v:g}" for k, v in node.items()
+                    if isinstance(v, float) and not (abs(v) * 1e3 < limit)]
+        if not suspects:
+            raise
+        raise ConfigError(f"{suspects[0].partition('=')[0]}: {error}: {', '.join(suspects)} "
+                          f"is beyond what {np.dtype(dtype)} holds (largest {limit:.3g}) once "
+                          "scaled; use a smaller value") from error
+    if node.get("standardize", False):
         ds = data.standardize(ds)
     return ds
+
+
+def check_output(cfg: dict, loss) -> None:
+    """The output activation gives what the loss declares it takes (``Loss.inputs``): values
+    inside ``input_range`` for a probability loss, unsquashed logits for a logits loss; the
+    activation declares its range as ``output_range``. The message names the fixes that fit."""
+    from nnx.registry import registry
+
+    if "output_activation" not in cfg["model"]:  # a model type whose layers end it itself
+        return
+    act = cfg["model"]["output_activation"]
+    low, high = getattr(registry("activations").get(act), "output_range", (-math.inf, math.inf))
+    lo, hi = loss.input_range
+    name = cfg["loss"]["name"]
+    if loss.inputs == "probabilities" and not (lo <= low and high <= hi):
+        fits = _activations_within(lo, hi)
+        logits = [n for n in _loss_names() if n != name and _loss_takes_logits(n, loss.targets)]
+        fixes = [f"model.output_activation={n}" for n in fits[:2]] + [f"loss={n}" for n in logits]
+        raise ConfigError(
+            f"loss: {name!r} takes probabilities in [{lo:g}, {hi:g}], but "
+            f"model.output_activation={act} gives values in [{low:g}, {high:g}]; "
+            f"use {' or '.join(fixes) or 'an output activation within that range'}")
+    if loss.inputs == "logits" and (low, high) != (-math.inf, math.inf):
+        raise ConfigError(
+            f"model.output_activation: {name!r} takes logits (it squashes them itself), but "
+            f"model.output_activation={act} limits the outputs to [{low:g}, {high:g}]; use "
+            "model.output_activation=identity")
+
+
+def _activations_within(lo: float, hi: float) -> list[str]:
+    """Built-in and plugin activations whose declared output range lies in [lo, hi]."""
+    from nnx.registry import PluginError, registry
+
+    out = []
+    for name in registry("activations").names():
+        try:
+            low, high = getattr(registry("activations").get(name), "output_range",
+                                (-math.inf, math.inf))
+        except PluginError:
+            continue
+        if lo <= low and high <= hi:
+            out.append(name)
+    return out
+
+
+def _loss_names() -> list[str]:
+    from nnx.registry import registry
+
+    return registry("losses").names()
+
+
+def _loss_takes_logits(name: str, targets) -> bool:
+    from nnx.registry import PluginError, registry
+
+    try:
+        cls = registry("losses").get(name)
+    except PluginError:
+        return False
+    return cls.inputs == "logits" and tuple(cls.targets) == tuple(targets)
+
+
+def check_training_memory(cfg: dict, n_features: int, out_features: int, n_train: int,
+                          optimizer) -> None:
+    """Refuse a network whose weights, gradients, optimizer state and batch activations
+    would not fit in the memory available, naming the key that asks for the most."""
+    from nnx.limits import available_memory, check_memory
+
+    model, tcfg = cfg["model"], cfg["trainer"]
+    if "hidden" not in model:  # the estimate below is the mlp's (model.name=mlp)
+        return
+    itemsize = np.dtype(cfg["dtype"]).itemsize
+    sizes = [n_features, *model["hidden"], out_features]
+    n_params = sum(a * b + (b if model.get("bias", True) else 0)
+                   for a, b in itertools.pairwise(sizes))
+    # Arrays the optimizer keeps per parameter array (Adam: m, v and a scratch buffer).
+    slots = len(optimizer.init_state(np.zeros(1, cfg["dtype"])))
+    stopping = (tcfg.get("early_stopping") or {}).get("patience", 0) > 0
+    # weights, gradients, the per-epoch copy for weight statistics, early stopping's best
+    copies = 3 + slots + (1 if stopping else 0)
+    weights = n_params * itemsize * copies
+    rows = n_train if tcfg["batch_size"] in (0, None) else min(tcfg["batch_size"], n_train)
+    # Training: each layer keeps its output, its activation's cache and a gradient of each
+    # (~4 arrays a row); evaluation: two arrays a row, in chunks of up to 4096 rows.
+    per_row = sum(sizes[1:]) * itemsize
+    activations = per_row * max(4 * rows, 2 * min(n_train, 4096))
+    free = available_memory()
+    if free is not None and weights + 4 * per_row > free:  # no batch size would do
+        key, what = "model.hidden", (
+            f"a network of {n_params:,} parameters ({' -> '.join(map(str, sizes))}) in "
+            f"{cfg['dtype']}, with its gradients, {cfg['optimizer']['name']}'s {slots} state "
+            f"array{'s' if slots != 1 else ''} and a batch of {rows:,} rows,")
+        fix = "use fewer or smaller hidden layers, or dtype=float32"
+    else:
+        key, what = "trainer.batch_size", (
+            f"a batch of {rows:,} rows through layers of {' -> '.join(map(str, sizes))} units")
+        fix = "use a smaller trainer.batch_size (0 means the whole training set)"
+    check_memory(weights + activations, key, what, fix)
 
 
 def target_kind(ds, loss) -> str:
@@ -90,10 +225,12 @@ def build(cfg: dict):
     # Independent streams for data, weights, and shuffling/dropout: changing the network
     # does not change the data, and changing the batch size does not change the weights.
     data_rng, init_rng, train_rng = rng.spawn(3)
-    ds = load_data(cfg, data_rng, dtype)
     loss = build_component("loss", cfg["loss"])
     optimizer = build_component("optimizer", cfg["optimizer"])
     schedule = build_component("schedule", cfg["schedule"])
+    check_output(cfg, loss)
+    ds = load_data(cfg, data_rng, dtype)
+    check_metrics(cfg, ds.task)
     model = cfg["model"]
     out_features = output_size(ds, loss)
     for key, expected in (("in_features", ds.n_features), ("out_features", out_features)):
@@ -101,18 +238,22 @@ def build(cfg: dict):
             raise ConfigError(
                 f"model.{key}: the model has {model[key]} but dataset {ds.name!r} needs "
                 f"{expected}; remove model.{key} (it is inferred) or pick another dataset")
+    tcfg = cfg["trainer"]
+    n_train = len(ds.x_train) - validation_size(cfg, ds)
+    if tcfg["batch_size"] > n_train:
+        carved = (f" ({len(ds.x_train)} less the {len(ds.x_train) - n_train} that "
+                  f"trainer.val_split={tcfg['val_split']} holds out)" if n_train < len(ds.x_train)
+                  else "")
+        raise ConfigError(f"trainer.batch_size: {tcfg['batch_size']} is larger than the "
+                          f"{n_train} training samples{carved}; use 0 for full batch")
+    check_training_memory(cfg, ds.n_features, out_features, n_train, optimizer)
     network = mlp(ds.n_features, model["hidden"], out_features, activation=model["activation"],
                   output_activation=model["output_activation"], initializer=model["initializer"],
                   bias=model["bias"], dropout=model.get("dropout", 0.0), rng=init_rng, dtype=dtype)
-    tcfg = cfg["trainer"]
-    if tcfg["batch_size"] > len(ds.x_train):
-        raise ConfigError(f"trainer.batch_size: {tcfg['batch_size']} is larger than the "
-                          f"{len(ds.x_train)} training samples; use 0 for full batch")
     callbacks = []
     stopping = tcfg.get("early_stopping") or {}
     if stopping.get("patience", 0) > 0:
-        callbacks.append(EarlyStopping(stopping.get("monitor", "val_loss"), stopping["patience"],
-                                       stopping.get("min_delta", 0.0)))
+        callbacks.append(EarlyStopping(**{"monitor": "val_loss", **stopping}))
     callbacks += trial_callbacks(cfg)  # a trial of nnx's Optuna sweeper: report, maybe prune
     config = TrainConfig(epochs=tcfg["epochs"], batch_size=tcfg["batch_size"],
                          shuffle=tcfg.get("shuffle", True), limit_batches=tcfg.get("limit_batches", 0),
@@ -147,15 +288,44 @@ def resolve_resume(value: str, cfg: dict) -> Path:
                       "holding checkpoints/last.npz) nor an MLflow run id")
 
 
+def validation_size(cfg: dict, ds) -> int:
+    """How many training samples ``trainer.val_split`` holds out (0: no validation set), or a
+    ConfigError naming the keys when the training data are too few to split."""
+    fraction = cfg["trainer"].get("val_split", 0.0)
+    if not fraction:
+        return 0
+    n = len(ds.x_train)
+    if n < 2:
+        given = "".join(f" (dataset.{k}={cfg['dataset'][k]})" for k in ("n_samples",)
+                        if k in cfg["dataset"])
+        raise ConfigError(f"trainer.val_split: dataset {ds.name!r} has {n} training sample"
+                          f"{given}, too few to hold out a validation set; give the dataset "
+                          "more samples, or set trainer.val_split=0 (no validation: the "
+                          "objective then comes from the training metrics)")
+    return min(max(round(fraction * n), 1), n - 1)
+
+
 def split_validation(cfg, ds, rng):
-    """(train, validation, test) sets: a seeded split of train, else the test split validates."""
+    """(train, validation): a seeded split of the training data, stratified by class for
+    classification; no validation set (None) when ``trainer.val_split`` is 0. The test split
+    never validates: it is evaluated once, at the end."""
     from nnx.data import split
 
-    fraction = cfg["trainer"].get("val_split", 0.0)
-    if fraction:
-        train, val = split(ds, fraction, rng)
-        return train, val
+    if validation_size(cfg, ds):
+        return split(ds, cfg["trainer"]["val_split"], rng, stratify=True)
     return ds, None
+
+
+def fit_data(cfg: dict, ds, loss, out_features: int):
+    """(x_train, y_train, x_val, y_val) as ``Trainer.fit`` takes them: the training data less
+    the validation set, targets encoded for the loss; x_val and y_val None without one."""
+    dtype = np.dtype(cfg["dtype"])
+    train_ds, val_ds = split_validation(cfg, ds, np.random.default_rng([cfg["seed"], 1]))
+    y_train = encode_targets(train_ds.y_train, ds, loss, out_features, dtype)
+    if val_ds is None:
+        return train_ds.x_train, y_train, None, None
+    return (train_ds.x_train, y_train, val_ds.x_train,
+            encode_targets(val_ds.y_train, ds, loss, out_features, dtype))
 
 
 def train(cfg: dict, tracker: Tracker | None = None) -> dict:
@@ -164,30 +334,19 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
     trainer, ds, out_features = build(cfg)
     dtype = np.dtype(cfg["dtype"])
     loss = trainer.loss
-    train_ds, val_ds = split_validation(cfg, ds, np.random.default_rng([cfg["seed"], 1]))
-    y_train = encode_targets(train_ds.y_train, ds, loss, out_features, dtype)
+    x_train, y_train, x_val, y_val = fit_data(cfg, ds, loss, out_features)
     has_test = ds.x_test is not None
-    if val_ds is not None:
-        x_val, y_val = val_ds.x_train, encode_targets(val_ds.y_train, ds, loss, out_features, dtype)
-    elif has_test:
-        x_val, y_val = ds.x_test, encode_targets(ds.y_test, ds, loss, out_features, dtype)
-    else:
-        x_val = y_val = None
     trainer.tracker = tracker or make_tracker(cfg)
     status, error = "FINISHED", None
     try:
         trainer.tracker.start(cfg, trainer, ds)
         fit_started = time.perf_counter()
-        logs = trainer.fit(train_ds.x_train, y_train, x_val, y_val)
+        logs = trainer.fit(x_train, y_train, x_val, y_val)
         train_seconds = time.perf_counter() - fit_started
         if has_test:
             y_test = encode_targets(ds.y_test, ds, loss, out_features, dtype)
             logs.update(trainer.evaluate(ds.x_test, y_test, prefix="test_"))
-        objective_key = cfg.get("objective", "val_loss")
-        if objective_key not in logs:
-            raise ConfigError(f"objective: {objective_key!r} is not a metric of this run; "
-                              f"valid: {', '.join(sorted(logs))}")
-        logs["objective"] = logs[objective_key]
+        logs["objective"] = logs[cfg.get("objective", "val_loss")]  # checked before training
         # Training alone (validation included), and the whole run: the difference is set-up
         # and tracking (importing mlflow alone takes seconds), which a reader should not
         # mistake for training time.
@@ -211,8 +370,10 @@ def summary(cfg: dict, result: dict) -> str:
     """The short report printed at the end of a run."""
     logs, trainer, ds = result["metrics"], result["trainer"], result["dataset"]
     n_test = 0 if ds.x_test is None else len(ds.x_test)
+    n_val = validation_size(cfg, ds)
     headline = (
-        f"nnx {cfg.get('name', '')}: dataset {ds.name} ({len(ds.x_train)} train, {n_test} test), "
+        f"nnx {cfg.get('name', '')}: dataset {ds.name} ({len(ds.x_train) - n_val} train, "
+        f"{n_val} validation, {n_test} test), "
         f"{trainer.network.n_params:,} parameters, {trainer.epoch} epochs, {trainer.step} steps "
         f"in {logs['train_seconds']:.2f} s ({logs['wall_seconds']:.2f} s in all, with set-up "
         "and tracking)")
@@ -222,7 +383,11 @@ def summary(cfg: dict, result: dict) -> str:
     shown = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss",
                          "test_accuracy", "test_rmse", "test_r2") if k in logs]
     lines.append("final: " + "  ".join(f"{k} {_fmt(logs[k])}" for k in shown))
-    lines.append(f"objective ({cfg.get('objective', 'val_loss')}): {_fmt(logs['objective'])}")
+    objective = cfg.get("objective", "val_loss")
+    source = {"val": f"the validation set ({n_val} samples held out of train)",
+              "train": "the training set (no validation set: trainer.val_split=0)"
+              if not n_val else "the training set"}[objective_source(objective)]
+    lines.append(f"objective ({objective}): {_fmt(logs['objective'])}, from {source}")
     return "\n".join(lines)
 
 

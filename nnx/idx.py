@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import struct
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from nnx.limits import DEFLATE_MAX_RATIO, check_memory, format_bytes
 
 # IDX type code -> big-endian dtype
 _IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -25,7 +28,9 @@ def _open_idx(path: Path):
     """Open an IDX file (gzip decided by content, not by name) and read its header.
 
     Returns (stream positioned at the values, shape, big-endian dtype); the stream is closed
-    when the header is bad.
+    when the header is bad, or when it declares more values than the file can hold: a raw
+    file must be exactly header + values, and a gzip stream cannot inflate past deflate's
+    limit (``nnx.limits.DEFLATE_MAX_RATIO``), so a forged size never reaches an allocation.
     """
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"  # the gzip magic number
@@ -45,10 +50,26 @@ def _open_idx(path: Path):
         if len(sizes) < 4 * ndim:
             raise ValueError(f"{path}: truncated IDX header ({4 + len(sizes)} bytes, "
                              f"need {4 + 4 * ndim})")
+        shape = struct.unpack(f">{ndim}I", sizes)
+        _check_declared_size(path, shape, np.dtype(_IDX_TYPES[code]), gzipped)
     except BaseException:
         stream.close()
         raise
-    return stream, struct.unpack(f">{ndim}I", sizes), np.dtype(_IDX_TYPES[code])
+    return stream, shape, np.dtype(_IDX_TYPES[code])
+
+
+def _check_declared_size(path: Path, shape: tuple[int, ...], dtype: np.dtype, gzipped: bool):
+    """A ValueError naming the file when ``shape`` cannot be what the file holds."""
+    header = 4 + 4 * len(shape)
+    needed = math.prod(shape) * dtype.itemsize
+    size = path.stat().st_size
+    if not gzipped and header + needed > size:
+        raise ValueError(f"{path}: truncated: shape {shape} needs {needed} bytes of data, "
+                         f"found {size - header}")
+    if gzipped and header + needed > size * DEFLATE_MAX_RATIO:
+        raise ValueError(f"{path}: corrupt or forged: its header declares shape {shape} "
+                         f"({format_bytes(needed)}), more than its {format_bytes(size)} of "
+                         "gzip data can hold")
 
 
 def read_idx(path, dtype=None) -> np.ndarray:
@@ -70,7 +91,10 @@ def read_idx(path, dtype=None) -> np.ndarray:
     with _gzip_errors(path):
         stream, shape, file_dtype = _open_idx(path)
         with stream:
-            out = np.empty(shape, dtype or file_dtype.newbyteorder("="))
+            out_dtype = np.dtype(dtype or file_dtype.newbyteorder("="))
+            check_memory(math.prod(shape) * out_dtype.itemsize, str(path),
+                         f"shape {shape} of {out_dtype}")
+            out = np.empty(shape, out_dtype)
             flat = out.reshape(-1)
             rows = max(1, chunk_bytes // file_dtype.itemsize)
             buffer = np.empty(min(rows, flat.size), file_dtype)

@@ -60,3 +60,24 @@ def higher_is_better(name: str, objective_direction: str | None = None) -> bool:
 def direction(name: str) -> str:
     """``"maximize"`` or ``"minimize"`` (Optuna's words) for the metric called ``name``."""
     return "maximize" if higher_is_better(name) else "minimize"
+
+
+# What ``Trainer.evaluate`` measures on a whole set, per task (prefixed val_ or test_).
+EVALUATED = {"classification": ("loss", "accuracy"), "regression": ("loss", "rmse", "r2")}
+# What every training epoch reports, besides the per-layer weight statistics.
+TRAINING = ("loss", "lr", "epoch_seconds", "samples_per_second", "grad_norm")
+
+
+def epoch_metrics(task: str, validation: bool) -> list[str]:
+    """The metrics a run of ``task`` reports every epoch, known before it trains: training
+    metrics (with accuracy for classification) and, with a validation set, ``val_*``. Test
+    metrics are measured once at the end and are not among them."""
+    names = list(TRAINING) + (["accuracy"] if task == "classification" else [])
+    if validation:
+        names += [f"val_{m}" for m in EVALUATED[task]]
+    return names
+
+
+def objective_source(name: str) -> str:
+    """Which set a metric is measured on: ``"val"``, ``"test"`` or ``"train"``."""
+    return "val" if name.startswith("val_") else "test" if name.startswith("test_") else "train"

@@ -188,6 +188,8 @@ class MlflowTracker(Tracker):
 
     def run_tags(self, config: dict, trainer, dataset, job: dict) -> dict[str, str]:
         from nnx import __version__
+        from nnx.experiment import validation_size
+        from nnx.metrics import objective_source
 
         network = trainer.network if trainer is not None else None
         tags = {
@@ -196,6 +198,8 @@ class MlflowTracker(Tracker):
             "mlflow.source.name": "nnx.run" if job else Path(sys.argv[0] or "python").name,
             "nnx.version": __version__,
             "nnx.objective": str(config.get("objective", "val_loss")),
+            # which set the objective is measured on: val, or train (trainer.val_split=0)
+            "nnx.objective_source": objective_source(str(config.get("objective", "val_loss"))),
         }
         git = git_state()
         if git is not None:
@@ -206,6 +210,7 @@ class MlflowTracker(Tracker):
             tags.update({"dataset": dataset.name, "nnx.dataset.task": dataset.task,
                          "nnx.dataset.n_train": str(len(dataset.x_train)),
                          "nnx.dataset.n_test": str(n_test),
+                         "nnx.dataset.n_validation": str(validation_size(config, dataset)),
                          "nnx.dataset.n_features": str(dataset.n_features)})
             if dataset.n_classes:
                 tags["nnx.dataset.n_classes"] = str(dataset.n_classes)

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnx.limits import check_npz, read_json
+
 FORMAT = 1
 ARCHITECTURE_FILE = "network.json"
 WEIGHTS_FILE = "weights.npz"
@@ -38,12 +40,23 @@ def network_meta(network) -> dict:
             "nnx_version": __version__}
 
 
-def _network_for(meta: dict):
-    """A network of the architecture ``meta`` describes (its weights still to be filled in)."""
+def _network_for(meta: dict, source):
+    """A network of the architecture ``meta`` describes (its weights still to be filled in).
+
+    The weights file was checked against memory already; an architecture that asks for far
+    more than it stores is refused here rather than ending the process in MemoryError."""
     from nnx.network import Network
 
-    return Network(meta["architecture"], meta["in_features"], dtype=meta["dtype"],
-                   rng=np.random.default_rng(0))
+    missing = [k for k in ("architecture", "in_features", "dtype") if k not in meta]
+    if missing:
+        raise ValueError(f"{source}: not an nnx network description ({', '.join(missing)} "
+                         "missing)")
+    try:
+        return Network(meta["architecture"], meta["in_features"], dtype=meta["dtype"],
+                       rng=np.random.default_rng(0))
+    except MemoryError as error:
+        raise ValueError(f"{source}: its architecture needs more memory than is available "
+                         f"({error})") from error
 
 
 # -- a folder: network.json + weights.npz ------------------------------------------------------
@@ -63,10 +76,12 @@ def load_network(folder: str | Path):
     for path in (meta_path, weights_path):
         if not path.is_file():
             raise FileNotFoundError(f"{folder} is not a saved nnx network: {path.name} is missing")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT}")
-    network = _network_for(meta)
+    meta = read_json(meta_path.read_text(), meta_path)
+    found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+    if found != FORMAT:  # a ValueError like every other damaged-file error here
+        raise ValueError(f"{meta_path}: format {found!r}, expected {FORMAT}")
+    check_npz(weights_path)
+    network = _network_for(meta, meta_path)
     params = network.named_params()
     with np.load(weights_path, allow_pickle=False) as weights:
         stored = set(weights.files)
@@ -94,12 +109,15 @@ def save_snapshot(network, path: str | Path) -> Path:
 
 def load_snapshot(path: str | Path):
     """The network in a snapshot written by :func:`save_snapshot` (read without pickle)."""
+    check_npz(path)
     with np.load(path, allow_pickle=False) as archive:
         arrays = {k: archive[k] for k in archive.files}
     if SNAPSHOT_META not in arrays:
         raise ValueError(f"{path} is not an nnx weights snapshot (no {SNAPSHOT_META})")
-    meta = json.loads(arrays.pop(SNAPSHOT_META).tobytes().decode())
-    network = _network_for(meta)
+    meta = read_json(arrays.pop(SNAPSHOT_META).tobytes(), path)
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: {SNAPSHOT_META} is not a JSON object")  # noqa: TRY004
+    network = _network_for(meta, path)
     params = network.named_params()
     if set(arrays) != set(params):
         raise ValueError(f"{path}: parameters {sorted(arrays)} do not match the architecture's "

@@ -12,6 +12,7 @@ works for every registered optimizer.
 from __future__ import annotations
 
 import atexit
+import difflib
 import errno
 import gc
 import logging
@@ -131,10 +132,46 @@ def _check_output_dir(argv: list[str]) -> None:
         sys.exit(2)
 
 
+def _check_group_choices(argv: list[str]) -> None:
+    """A config group's option given on the command line (``optimizer=adma``) that no YAML
+    file and no registered name provides: nnx's message, with the valid names and the closest
+    one, instead of Hydra's search path; a registered plugin that fails to load: its real
+    error, not "Could not find". Sweeps (``optimizer=sgd,adam``) are checked name by name."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    for arg in argv:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or key not in groups or any(c in value for c in "()[]{}$"):
+            continue
+        kind = GROUP_KINDS.get(key)
+        files = {p.stem for p in (CONF_DIR / key).glob("*.yaml")}
+        names = set(registry(kind).names()) if kind else set()
+        for choice in (v.strip().strip("'\"") for v in value.split(",")):
+            if choice in files or choice == "null":
+                continue
+            if choice in names:
+                try:
+                    registry(kind).get(choice)
+                except PluginError as error:
+                    _fail(f"{key}={choice}: {error}")
+                continue
+            valid = sorted(files | names)
+            close = difflib.get_close_matches(choice, valid, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            singular = registry(kind).singular if kind else key.replace("_", " ")
+            _fail(f"{key}={choice}: unknown {singular} {choice!r}.{hint} "
+                  f"Valid names: {', '.join(valid)}.")
+
+
+def _fail(message: str) -> None:
+    print(f"nnx: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 register_generated_configs()
 
 if __name__ == "__main__":
     _check_output_dir(sys.argv[1:])
+    _check_group_choices(sys.argv[1:])
     # Exit without the interpreter's last garbage collections: with mlflow loaded they walk a
     # million objects, about a second of every tracked run, to free memory that the process's
     # end frees anyway. Frozen objects are skipped. Registered before mlflow is imported, so it

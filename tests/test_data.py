@@ -435,6 +435,23 @@ def test_split_is_a_seeded_partition():
         split(ds, 1.0, rng())
 
 
+def test_stratified_split_keeps_the_class_proportions():
+    """90 / 30 / 6 samples of three classes, 20% held out: 126 * 0.2 = 25.2, rounded to 25;
+    the exact shares 17.86, 5.95 and 1.19 are floored to 17, 5, 1 and the 2 left go to the
+    largest remainders: 18 / 6 / 1, each drawn within its class; the same seed, the same
+    split."""
+    y = np.repeat([0, 1, 2], [90, 30, 6])
+    x = np.arange(len(y), dtype=float).reshape(-1, 1)
+    ds = Dataset("s", x, y, n_classes=3)
+    train, val = split(ds, 0.2, rng(3), stratify=True)
+    assert np.bincount(val.y_train, minlength=3).tolist() == [18, 6, 1]
+    assert np.bincount(train.y_train, minlength=3).tolist() == [72, 24, 5]
+    np.testing.assert_array_equal(np.sort(np.concatenate([train.x_train, val.x_train])[:, 0]),
+                                  x[:, 0])
+    again, _ = split(ds, 0.2, rng(3), stratify=True)
+    np.testing.assert_array_equal(again.x_train, train.x_train)
+
+
 def test_one_hot():
     out = one_hot(np.array([2, 0, 1, 2]), 3, np.float32)
     np.testing.assert_array_equal(out, [[0, 0, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1]])

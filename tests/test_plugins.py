@@ -391,7 +391,7 @@ def test_example_plugin_trains_through_nnx_run(example_site, tmp_path):
         "optimizer.lr=0.01", "tracking=none", "trainer.epochs=5", "print_predictions=false",
         f"hydra.run.dir={run_dir}", pythonpath=example_site, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "dataset checkerboard (64 train, 32 test)" in done.stdout + done.stderr
+    assert "dataset checkerboard (64 train, 0 validation, 32 test)" in done.stdout + done.stderr
     composed = (run_dir / ".hydra" / "config.yaml").read_text()
     for line in ("name: lion", "name: log_cosh", "activation: mish", "name: checkerboard"):
         assert line in composed

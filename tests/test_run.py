@@ -127,14 +127,14 @@ def test_optuna_search_reports_best(nnx_run):
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["optimizer=nope"], "Could not find 'optimizer/nope'"),
+    (["optimizer=nope"], "optimizer=nope: unknown optimizer 'nope'. Valid names: adagrad,"),
     (["optimizer.lr=abc"], "optimizer.lr: expected a number, got 'abc'"),
     (["optimizer.lr=-1"], "optimizer.lr: lr must be in (0.0, inf), got -1"),
     (["trainer.epochs=-1"], "trainer.epochs: expected an integer >= 1, got -1"),
     (["model.hidden=[0]"], "model.hidden: expected a list of positive integers, got [0]"),
     (["model.in_features=5"], "model.in_features: the model has 5 but dataset 'moons' needs 2"),
     (["model.activation=rleu"], "Did you mean 'relu'?"),
-    (["experiment=nope"], "Could not find 'experiment/nope'"),
+    (["experiment=nope"], "experiment=nope: unknown experiment 'nope'. Valid names: "),
     (["dtype=float16"], "dtype: expected one of float32, float64, got 'float16'"),
 ])
 def test_bad_input_exits_non_zero_with_one_clear_message(nnx_run, args, expected):

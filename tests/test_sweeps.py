@@ -99,17 +99,18 @@ def test_optuna_trials_are_tagged_and_the_parent_gets_the_best(store, tmp_path):
 
 
 def test_a_failed_job_leaves_no_run_running(store, tmp_path):
-    # job 0 trains and finishes; job 1 fails after training (its objective is not a metric),
-    # which stops the basic launcher's sweep: the parent is closed as FAILED on the way out.
-    done = sweep(["experiment=xor", "objective=loss,nope", "debug=default", *QUICK], tmp_path,
-                 store)
+    # job 0 trains and finishes; job 1 diverges in its run (a mistake in the config would
+    # fail before any run opens), which stops the basic launcher's sweep: the parent is
+    # closed as FAILED on the way out.
+    done = sweep(["experiment=xor", "optimizer.lr=0.05,1e200", "loss=mse",
+                  "model.output_activation=identity", "debug=default", *QUICK], tmp_path, store)
     assert done.returncode != 0
     _, parents, children = runs_of(store, "xor")
     assert len(parents) == 1 and len(children) == 2
     status = {c.data.tags["nnx.job_num"]: c.info.status for c in children}
     assert status == {"0": "FINISHED", "1": "FAILED"}
     failed = next(c for c in children if c.info.status == "FAILED")
-    assert "'nope' is not a metric" in failed.data.tags["error"]
+    assert "NonFiniteError: training diverged" in failed.data.tags["error"]
     assert parents[0].info.status == "FAILED"
     assert "the sweep stopped before it ended" in parents[0].data.tags["error"]
 

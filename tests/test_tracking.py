@@ -21,7 +21,7 @@ import nnx.run  # registers generated config nodes
 from nnx import experiment
 from nnx.config import ConfigError
 from nnx.run import compose
-from nnx.trainer import STOP
+from nnx.trainer import STOP, NonFiniteError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,6 +107,9 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     tags = run.data.tags
     assert tags["dataset"] == "moons"
     assert tags["nnx.version"] == nnx.__version__
+    # the objective (val_loss by default) comes from the 13 of 64 held out of train
+    assert (tags["nnx.objective_source"], tags["nnx.dataset.n_validation"]) == ("val", "13")
+    assert run.data.metrics["val_loss"] != run.data.metrics["test_loss"]
     for key in ("component.optimizer", "component.loss", "component.dataset",
                 "component.layer.dense", "component.activation.tanh",
                 "component.initializer.glorot_uniform"):
@@ -148,16 +151,18 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
 
 
 def test_failed_run_is_marked_failed_with_the_error(store):
-    cfg = compose(["experiment=xor", "debug=default", "objective=nope", f"tracking.uri={store}",
-                    "tracking.plots=false", "tracking.log_model=false"])
-    with pytest.raises(ConfigError, match="objective"):
+    # a mistake in the config fails before a run opens; divergence fails in the run
+    cfg = compose(["experiment=xor", "debug=default", "loss=mse", "optimizer=sgd",
+                   "optimizer.lr=1e200", "model.output_activation=identity",
+                   f"tracking.uri={store}", "tracking.plots=false", "tracking.log_model=false"])
+    with pytest.raises(NonFiniteError, match="training diverged"):
         experiment.train(cfg)
     run = only_run(store, "xor")
     assert run.info.status == "FAILED"
-    assert "ConfigError: objective: 'nope' is not a metric" in run.data.tags["error"]
+    assert "NonFiniteError: training diverged at epoch" in run.data.tags["error"]
     client = client_for(store)
     text = Path(client.download_artifacts(run.info.run_id, "error.txt")).read_text()
-    assert "status: FAILED" in text and "Traceback" in text and "ConfigError" in text
+    assert "status: FAILED" in text and "Traceback" in text and "NonFiniteError" in text
 
 
 def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
