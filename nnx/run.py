@@ -86,14 +86,21 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def compose(overrides: list[str] = ()) -> dict:
+def compose(overrides: list[str] = (), config_dir: str | Path | None = None) -> dict:
     """The config ``python -m nnx.run <overrides>`` would run, as a plain dict.
 
     For notebooks and tests: ``nnx.experiment.train(compose(["experiment=digits_mlp"]))``
-    trains it in this process (without Hydra's run folder and logging).
+    trains it in this process (without Hydra's run folder and logging). ``config_dir``: a
+    folder of the user's own configs, as ``--config-dir`` adds on the command line.
     """
+    overrides = list(overrides)
+    if config_dir is not None:
+        folder = Path(config_dir).expanduser().absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"config_dir: no such folder {folder}")
+        overrides.append(f"hydra.searchpath=[file://{folder}]")
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra.compose("config", overrides=list(overrides))
+        cfg = hydra.compose("config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -184,31 +191,12 @@ def _check_working_directory() -> None:
         sys.exit(2)
 
 
-def _check_config_dir(argv: list[str]) -> None:
-    """A ``--config-dir``/``-cd`` folder that is missing gets one paragraph with the path and
-    what to give instead (Hydra raises with a traceback)."""
-    for i, arg in enumerate(argv):
-        flag, eq, value = arg.partition("=")
-        if flag not in ("--config-dir", "-cd"):
-            continue
-        if not eq:
-            value = argv[i + 1] if i + 1 < len(argv) else ""
-        folder = Path(value).expanduser().absolute()
-        if value and folder.is_dir():
-            continue
-        problem = f"no such folder {folder}" if value else "a folder is missing after it"
-        if value and folder.exists():
-            problem = f"{folder} is not a folder"
-        print(f"nnx: error: {flag} {value}: {problem}. Give the folder that holds your own "
-              "config groups (for example `--config-dir conf` with conf/experiment/<name>.yaml "
-              f"in it), relative to the working directory {Path.cwd()} or absolute; nnx's own "
-              f"configs ({CONF_DIR}) are always searched too", file=sys.stderr)
-        sys.exit(2)
-
-
 def run_command_line(argv: list[str]) -> None:
     """``python -m nnx.run ARGS`` and ``nnx run ARGS``: Hydra's command line, untouched."""
-    _check_config_dir(argv)
+    from nnx.user_configs import check_config_dir, check_experiments
+
+    check_config_dir(argv)
+    check_experiments(argv)
     _check_output_dir(argv)
     # Exit without the interpreter's last garbage collections: with mlflow loaded they walk a
     # million objects, about a second of every tracked run, to free memory that the process's
