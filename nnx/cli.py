@@ -12,11 +12,31 @@ from __future__ import annotations
 
 import sys
 
-# command -> (module, what it does); each module's own --help has the details.
+
+def _run(argv: list[str]) -> int:
+    from nnx.run import run_command_line
+
+    run_command_line(argv)  # Hydra exits by itself on errors; returns when the run ends
+    return 0
+
+
+def _compare(argv: list[str]) -> int:
+    from nnx.compare import main
+
+    return main(argv)
+
+
+def _list(argv: list[str]) -> int:
+    from nnx.list import main
+
+    return main(argv)
+
+
+# command -> (what runs it, what it does); each command's own --help has the details.
 COMMANDS = {
-    "run": ("nnx.run", "train: Hydra composes the config from nnx's conf/ (and yours)"),
-    "compare": ("nnx.compare", "the runs of an experiment or a sweep as a table and plots"),
-    "list": ("nnx.list", "every registered component, built-in and plugins, and what is broken"),
+    "run": (_run, "train: Hydra composes the config from nnx's conf/ (and yours)"),
+    "compare": (_compare, "the runs of an experiment or a sweep as a table and plots"),
+    "list": (_list, "every registered component, built-in and plugins, and what is broken"),
 }
 
 
@@ -37,13 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnx: error: unknown command {command!r}; valid commands: "
               f"{', '.join(COMMANDS)}\n\n{usage()}", file=sys.stderr)
         return 2
-    if command == "run":
-        from nnx.run import run_command_line
-
-        run_command_line(rest)  # Hydra exits by itself on errors; returns when the run ends
-        return 0
-    module = __import__(COMMANDS[command][0], fromlist=["main"])
-    return int(module.main(rest) or 0)
+    return int(COMMANDS[command][0](rest) or 0)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
-import tomllib
 from pathlib import Path
 
 import hydra
@@ -68,6 +66,7 @@ def test_hydra_finds_the_same_configs_by_package_and_by_folder():
 def test_pyproject_ships_every_package_and_every_config():
     """A package folder missing from ``packages`` or a config file outside the package-data
     globs would be missing from wheels and sdists but present here."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert project["package-dir"] == {"nnx.conf": "conf"}
     found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nnx").rglob("__init__.py")}
