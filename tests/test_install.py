@@ -69,7 +69,8 @@ def test_pyproject_ships_every_package_and_every_config():
     tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert project["package-dir"] == {"nnx.conf": "conf"}
-    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "nnx").rglob("__init__.py")}
+    found = {".".join(p.parent.relative_to(ROOT).parts) for top in ("nnx", "hydra_plugins")
+             for p in (ROOT / top).rglob("__init__.py")}  # hydra_plugins: a namespace package
     assert set(project["packages"]) == found | {"nnx.conf"}
     globs = project["package-data"]["nnx.conf"]
     configs = {p for p in (ROOT / "conf").rglob("*") if p.is_file() and p.suffix != ".pyc"
