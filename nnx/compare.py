@@ -231,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--experiment", help="an experiment name (default: the latest one)")
     which.add_argument("--sweep", help="a sweep's parent run id: compare its jobs")
     parser.add_argument("--metric", help="sort by this metric (default: objective)")
-    parser.add_argument("--uri", help="tracking URI (default: $NNX_TRACKING_URI or the "
-                                      "project's mlflow.db)")
+    parser.add_argument("--uri", help="tracking URI (default: $NNX_TRACKING_URI, else "
+                                      "./mlflow.db, or the checkout's inside an nnx checkout)")
     parser.add_argument("--out", help="folder for runs.csv, runs.md and the plots "
                                       "(default: outputs/compare/<experiment or sweep>)")
     parser.add_argument("--all-params", action="store_true",

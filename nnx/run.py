@@ -6,7 +6,8 @@
 
 The only module that knows Hydra. Components without a YAML file in ``conf/`` (a plugin's)
 get a config node generated from their constructor's defaults, so ``optimizer=<any name>``
-works for every registered optimizer.
+works for every registered optimizer. nnx's configs come from ``nnx.locations.conf_dir()``
+(the package ``nnx.conf``); ``--config-dir <folder>`` adds a user's own.
 """
 
 from __future__ import annotations
@@ -23,23 +24,30 @@ import tempfile
 from pathlib import Path
 
 import hydra
+from hydra.core.config_search_path import ConfigSearchPath
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.plugins import Plugins
+from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf
 
 from nnx.config import GROUP_KINDS, ConfigError, constructor_defaults
+from nnx.locations import conf_dir, plugin_conf_dirs
 from nnx.registry import PluginError, registry
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = conf_dir()
 log = logging.getLogger("nnx")
 
 
 def register_generated_configs() -> None:
-    """A ConfigStore node ``{name, **defaults}`` for every registered component with no YAML."""
+    """A ConfigStore node ``{name, **defaults}`` for every registered component with no YAML
+    in nnx's conf/ or a plugin's tree (a node beside a file of the same name would make Hydra
+    validate the file against it, with a deprecation warning)."""
     store = ConfigStore.instance()
+    folders = [CONF_DIR, *(folder for _, folder in plugin_conf_dirs())]
     for group, kind in GROUP_KINDS.items():
         for entry in registry(kind).entries():
-            if (CONF_DIR / group / f"{entry.name}.yaml").exists():
+            if any((folder / group / f"{entry.name}.yaml").exists() for folder in folders):
                 continue
             try:
                 cls = registry(kind).get(entry.name)
@@ -47,6 +55,22 @@ def register_generated_configs() -> None:
                 continue  # broken or ambiguous plugins are reported when chosen, not here
             store.store(group=group, name=entry.name, node={"name": entry.name,
                                                              **constructor_defaults(cls)})
+
+
+class PluginConfigs(SearchPathPlugin):
+    """The config trees that plugins ship (entry points ``nnx.configs``, see nnx.locations) on
+    Hydra's search path, after nnx's conf/: ``optimizer=lion`` then comes with the plugin's
+    tuned values. Hydra searches, first match winning: nnx's conf/, the plugins' trees, a
+    user's ``--config-dir``, the generated nodes (``structured://``). Registered here rather
+    than in ``hydra_plugins/`` (which an editable install hides from Hydra's scan), and it
+    changes nothing in a search path that does not hold nnx's conf/ (another application)."""
+
+    def manipulate_search_path(self, search_path: ConfigSearchPath) -> None:
+        ours = {str(CONF_DIR), f"file://{CONF_DIR}"}
+        if not any(element.path in ours for element in search_path.get_path()):
+            return
+        for dist, folder in plugin_conf_dirs():
+            search_path.append(provider=f"nnx.configs {dist}", path=f"file://{folder}")
 
 
 def _install_signal_handlers() -> None:
@@ -63,14 +87,21 @@ def _install_signal_handlers() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
-def compose(overrides: list[str] = ()) -> dict:
+def compose(overrides: list[str] = (), config_dir: str | Path | None = None) -> dict:
     """The config ``python -m nnx.run <overrides>`` would run, as a plain dict.
 
     For notebooks and tests: ``nnx.experiment.train(compose(["experiment=digits_mlp"]))``
-    trains it in this process (without Hydra's run folder and logging).
+    trains it in this process (without Hydra's run folder and logging). ``config_dir``: a
+    folder of the user's own configs, as ``--config-dir`` adds on the command line.
     """
+    overrides = list(overrides)
+    if config_dir is not None:
+        folder = Path(config_dir).expanduser().absolute()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"config_dir: no such folder {folder}")
+        overrides.append(f"hydra.searchpath=[file://{folder}]")
     with hydra.initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = hydra.compose("config", overrides=list(overrides))
+        cfg = hydra.compose("config", overrides=overrides)
     return OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -107,6 +138,11 @@ def main(cfg: DictConfig) -> float:
         ds, net = result["dataset"], result["trainer"].network
         x = ds.x_test if ds.x_test is not None else ds.x_train
         log.info("predictions: %s", " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
+    tracker = result["trainer"].tracker
+    if getattr(tracker, "run_id", None) and getattr(tracker, "uri", None):
+        from nnx.store import describe
+
+        log.info("MLflow run %s in %s", tracker.run_id, describe(tracker.uri))
     return float(result["metrics"]["objective"])
 
 
@@ -117,6 +153,8 @@ def _check_output_dir(argv: list[str]) -> None:
     key = "hydra.sweep.dir=" if {"-m", "--multirun"} & set(argv) else "hydra.run.dir="
     given = [a.lstrip("+")[len(key):] for a in argv if a.lstrip("+").startswith(key)]
     folder = given[-1].strip("'\"") if given else ""
+    if not folder and not WRITES_NOTHING & set(argv):
+        _check_working_directory()
     if not folder or "${" in folder:
         return
     path = Path(folder).expanduser().absolute()
@@ -137,44 +175,84 @@ def _check_group_choices(argv: list[str]) -> None:
     file and no registered name provides: nnx's message, with the valid names and the closest
     one, instead of Hydra's search path; a registered plugin that fails to load: its real
     error, not "Could not find". Sweeps (``optimizer=sgd,adam``) are checked name by name."""
-    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    from nnx.user_configs import config_folders, fail, options
+
+    folders = config_folders(argv)  # nnx's conf/, the plugins' trees, the user's --config-dir
+    groups = {p.name for f in folders if f.is_dir() for p in f.iterdir()
+              if p.is_dir() and p.name != "hydra"}
     for arg in argv:
         key, sep, value = arg.lstrip("+").partition("=")
         if not sep or key not in groups or any(c in value for c in "()[]{}$"):
             continue
         kind = GROUP_KINDS.get(key)
-        files = {p.stem for p in (CONF_DIR / key).glob("*.yaml")}
+        valid = options(key, folders)  # YAML files and, for component groups, registered names
         names = set(registry(kind).names()) if kind else set()
         for choice in (v.strip().strip("'\"") for v in value.split(",")):
-            if choice in files or choice == "null":
+            if choice == "null" or (choice in valid and choice not in names):
                 continue
             if choice in names:
                 try:
                     registry(kind).get(choice)
                 except PluginError as error:
-                    _fail(f"{key}={choice}: {error}")
+                    fail(f"{key}={choice}: {error}")
                 continue
-            valid = sorted(files | names)
             close = difflib.get_close_matches(choice, valid, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             singular = registry(kind).singular if kind else key.replace("_", " ")
-            _fail(f"{key}={choice}: unknown {singular} {choice!r}.{hint} "
+            fail(f"{key}={choice}: unknown {singular} {choice!r}.{hint} "
                   f"Valid names: {', '.join(valid)}.")
 
 
-def _fail(message: str) -> None:
-    print(f"nnx: error: {message}", file=sys.stderr)
-    sys.exit(2)
+# Hydra flags after which nothing is written (the config, help or search path is printed).
+WRITES_NOTHING = {"--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i",
+                  "--shell-completion", "-sc"}
 
 
-register_generated_configs()
+def _check_working_directory() -> None:
+    """With no run folder on the command line, Hydra makes one under the working directory
+    (``outputs/``, ``multirun/``), where the default store ``mlflow.db`` also goes: check that
+    it can be written, or say what to do in one paragraph (Hydra's own failure is a traceback)."""
+    cwd = Path.cwd()
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=cwd, prefix=".nnx-probe-"))
+    except OSError as error:
+        print(f"nnx: error: the working directory {cwd} is not writable ({error.strerror or error})"
+              ", and by default nnx writes there: the run folders (outputs/, multirun/) and the "
+              "MLflow store mlflow.db. Run from a writable folder, or give both places: "
+              "hydra.run.dir=<writable folder> (hydra.sweep.dir=... with -m) and "
+              "tracking.uri=sqlite:///<writable folder>/mlflow.db (or tracking=none)",
+              file=sys.stderr)
+        sys.exit(2)
 
-if __name__ == "__main__":
-    _check_output_dir(sys.argv[1:])
-    _check_group_choices(sys.argv[1:])
+
+def run_command_line(argv: list[str]) -> None:
+    """``python -m nnx.run ARGS`` and ``nnx run ARGS``: Hydra's command line, untouched."""
+    from nnx.user_configs import check_config_dir, check_experiments
+
+    check_config_dir(argv)
+    check_experiments(argv)
+    _check_output_dir(argv)
+    _check_group_choices(argv)
     # Exit without the interpreter's last garbage collections: with mlflow loaded they walk a
     # million objects, about a second of every tracked run, to free memory that the process's
     # end frees anyway. Frozen objects are skipped. Registered before mlflow is imported, so it
     # runs after mlflow's exit hooks (the run itself is closed before main returns).
     atexit.register(gc.freeze)
+    sys.argv[1:] = argv  # what Hydra parses
     main()
+
+
+def register_plugins() -> None:
+    """Hydra finds plugins by scanning the ``hydra_plugins`` namespace, which misses those of an
+    editable install (its import hook is no folder to scan): register nnx's own explicitly."""
+    from hydra_plugins.nnx_optuna_sweeper.optuna_sweeper import OptunaSweeper
+
+    Plugins.instance().register(PluginConfigs)
+    Plugins.instance().register(OptunaSweeper)
+
+
+register_generated_configs()
+register_plugins()
+
+if __name__ == "__main__":
+    run_command_line(sys.argv[1:])

@@ -8,10 +8,9 @@ from __future__ import annotations
 import functools
 import getpass
 import json
+import os
 import subprocess
 import time
-
-from nnx.store import PROJECT_DIR
 
 # MLflow's limits (mlflow.utils.validation).
 MAX_KEY = 250
@@ -61,15 +60,23 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-@functools.lru_cache(maxsize=1)
 def git_state() -> tuple[str, bool] | None:
-    """(commit, dirty) of the project folder's git checkout, or None outside one."""
+    """(commit, dirty) of the git repository the working directory is in, or None outside one:
+    the code the user works on (their project, or an nnx checkout), not where nnx is installed."""
     try:
-        commit = subprocess.run(["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"],
+        return _git_state(os.getcwd())
+    except OSError:  # the working directory was removed
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _git_state(folder: str) -> tuple[str, bool] | None:
+    try:
+        commit = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"],
                                 check=False, capture_output=True, text=True, timeout=5)
         if commit.returncode != 0:
             return None
-        status = subprocess.run(["git", "-C", str(PROJECT_DIR), "status", "--porcelain",
+        status = subprocess.run(["git", "-C", folder, "status", "--porcelain",
                                  "--untracked-files=no"], check=False, capture_output=True,
                                 text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):

@@ -5,7 +5,8 @@
     exp_id = experiment_id(client, experiment_name(cfg), uri)
 
 Facts that shape it (see DESIGN.md): the tracking URI is always set explicitly (default: an
-absolute ``sqlite:///`` path to ``mlflow.db`` in the project folder); a fresh sqlite store must be
+absolute ``sqlite:///`` path to ``mlflow.db`` in the working directory, or in the checkout's top
+folder inside an nnx checkout: ``nnx.locations.default_store``); a fresh sqlite store must be
 created by one process at a time (a file lock here, and a sweep's launching process creates the
 store and the experiment before any job starts, see ``nnx.sweep_parent``); a dead server is
 detected before training, in seconds, instead of after minutes of retries.
@@ -16,14 +17,12 @@ detected before training, in seconds, instead of after minutes of retries.
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import os
 import re
 import sys
 from pathlib import Path
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-DEFAULT_DB = PROJECT_DIR / "mlflow.db"
 
 # NNX_TRACKING_URI replaces the default store (handy for tests and CI).
 ENV_URI = "NNX_TRACKING_URI"
@@ -34,10 +33,13 @@ class TrackingError(ConnectionError):
 
 
 def resolve_uri(uri: str | None = None) -> str:
-    """The tracking URI to use: ``uri`` if given, else $NNX_TRACKING_URI, else the project's
-    ``sqlite:///<project>/mlflow.db``. Relative sqlite paths and bare ``*.db`` paths become
-    absolute ``sqlite:///`` URIs, so every process of a sweep opens the same file."""
-    uri = uri or os.environ.get(ENV_URI) or f"sqlite:///{DEFAULT_DB}"
+    """The tracking URI to use: ``uri`` if given, else $NNX_TRACKING_URI, else
+    ``sqlite:///<working directory>/mlflow.db`` (inside an nnx checkout: its top folder's).
+    Relative sqlite paths and bare ``*.db`` paths become absolute ``sqlite:///`` URIs, so every
+    process of a sweep opens the same file."""
+    from nnx.locations import default_store
+
+    uri = uri or os.environ.get(ENV_URI) or f"sqlite:///{default_store()}"
     uri = str(uri)
     if "://" not in uri and uri.endswith(".db"):
         return f"sqlite:///{Path(uri).expanduser().resolve()}"
@@ -55,6 +57,28 @@ def sqlite_path(uri: str) -> Path | None:
 
 def is_http(uri: str) -> bool:
     return uri.startswith(("http://", "https://"))
+
+
+def describe(uri: str) -> str:
+    """Where a store is, for the line at the end of a run: the file, or the server."""
+    path = sqlite_path(uri)
+    if path is None:
+        return uri
+    return f"{path} (browse: mlflow ui --backend-store-uri {uri})"
+
+
+# errno values that mean "this folder cannot be written", whoever asks.
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def not_writable(path: Path, error: OSError) -> TrackingError:
+    """The error for a sqlite store whose folder cannot be written: the path and what to do."""
+    return TrackingError(
+        f"cannot create the MLflow store {path}: {path.parent} is not writable "
+        f"({error.strerror or error}). The default store is mlflow.db in the working directory: "
+        "run from a writable folder, or pick the store with tracking.uri=sqlite:///"
+        "<writable folder>/mlflow.db (or $NNX_TRACKING_URI), or train without tracking: "
+        "tracking=none")
 
 
 @contextlib.contextmanager
@@ -151,6 +175,11 @@ def open_store(uri: str, timeout: float = 5.0):
                 # two processes doing that at once corrupt it, so it happens under the lock.
                 client = MlflowClient(tracking_uri=uri)
                 client.search_experiments(max_results=1)
+        except OSError as error:
+            if error.errno in NOT_WRITABLE and sqlite_path(uri) is not None:
+                raise not_writable(sqlite_path(uri), error) from error
+            raise TrackingError(f"cannot open the MLflow store {uri}: {type(error).__name__}: "
+                                f"{first_line(error)}") from error
         except Exception as error:
             raise TrackingError(f"cannot open the MLflow store {uri}: {type(error).__name__}: "
                                 f"{first_line(error)}") from error

@@ -267,11 +267,11 @@ def test_tracking_settings_are_checked():
 
 
 def test_tracking_uri_resolution(monkeypatch, tmp_path):
-    from nnx.store import DEFAULT_DB, resolve_uri
+    from nnx.store import resolve_uri
 
     monkeypatch.delenv("NNX_TRACKING_URI", raising=False)
-    assert resolve_uri(None) == f"sqlite:///{DEFAULT_DB}"
-    assert DEFAULT_DB == ROOT / "mlflow.db"
+    monkeypatch.chdir(ROOT / "tests")  # inside the checkout: its top folder's store
+    assert resolve_uri(None) == f"sqlite:///{ROOT / 'mlflow.db'}"
     monkeypatch.setenv("NNX_TRACKING_URI", f"sqlite:///{tmp_path}/env.db")
     assert resolve_uri(None) == f"sqlite:///{tmp_path}/env.db"
     assert resolve_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"  # config beats env

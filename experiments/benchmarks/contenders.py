@@ -210,14 +210,10 @@ def nnx_tracked_turns(overrides: list[str]) -> TrainerTurns:
     config, ``nnx.experiment.build``, the MLflow tracker it picks, ``fit`` with the test set
     as validation set (as ``nnx.experiment.train`` does; its end-of-run model and plots are
     left out: they are no part of an epoch)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     import nnx.run
     from nnx import experiment
 
-    with initialize_config_dir(config_dir=str(nnx.run.CONF_DIR), version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    cfg = nnx.run.compose(overrides)  # nnx's configs, from where nnx.locations finds them
     trainer, ds, out_features = experiment.build(cfg)
     dtype = np.dtype(cfg["dtype"])
     y_train = experiment.encode_targets(ds.y_train, ds, trainer.loss, out_features, dtype)

@@ -36,13 +36,9 @@ RESULTS = ROOT / "experiments" / "benchmarks" / "results" / "tracking_overhead.m
 
 
 def composed(overrides: list[str]) -> dict:
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-
     import nnx.run
 
-    with initialize_config_dir(config_dir=str(nnx.run.CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    return nnx.run.compose(overrides)
 
 
 class Timer:

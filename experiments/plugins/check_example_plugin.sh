@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Install the example plugin into .venv (editable), run its tests, list it, uninstall it, and
-# check that it is gone from `python -m nnx.list --json`. Exits non-zero if any step fails.
+# Install the example plugin into .venv (editable), run its tests, list it, check the configs it
+# ships (entry point nnx.configs: optimizer=lion with its tuned values, experiment=checkerboard),
+# uninstall it, and check that it is gone from `python -m nnx.list --json` and from Hydra's
+# search path. Exits non-zero if any step fails.
 #
 #   experiments/plugins/check_example_plugin.sh          # from anywhere; PY=... to pick python
 #
@@ -9,6 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
+case $PY in /*) ;; */*) PY=$PWD/$PY ;; esac  # steps below run in other folders too
 PLUGIN=experiments/plugins/nnx-example-plugin
 DIST=nnx-example-plugin
 pip_() { PIP_FIND_LINKS= "$PY" -m pip "$@"; }
@@ -49,6 +52,27 @@ if mine != want or broken:
 print(f"ok: {len(mine)} components from {dist}, none broken")
 PYEOF
 
+step "its configs (nnx.configs): on Hydra's search path, optimizer=lion tuned, its experiment"
+here=$PWD
+cd "$work"  # nothing is written into the checkout
+"$PY" -m nnx.run --info searchpath > searchpath.txt
+grep -F "nnx.configs $DIST" searchpath.txt \
+    || { cat searchpath.txt; echo "check_example_plugin: its config tree is not searched"; exit 1; }
+"$PY" -m nnx.run optimizer=lion --cfg job > lion.yaml
+"$PY" - lion.yaml <<'PYEOF'
+import sys, yaml
+optimizer = yaml.safe_load(open(sys.argv[1]))["optimizer"]
+want = {"name": "lion", "lr": 3.0e-4, "beta1": 0.9, "beta2": 0.99, "weight_decay": 0.1,
+        "clip_norm": 0.0}
+if optimizer != want:
+    sys.exit(f"check_example_plugin: optimizer=lion composed {optimizer}, expected the "
+             f"plugin's conf/optimizer/lion.yaml {want}")
+print("ok: optimizer=lion comes with the plugin's tuned values (lr 3e-4, weight_decay 0.1)")
+PYEOF
+"$PY" -m nnx.run experiment=checkerboard trainer.epochs=5 tracking=none \
+    hydra.run.dir="$work/run" | grep -E "^nnx checkerboard: dataset checkerboard"
+cd "$here"
+
 step "uninstall $DIST"
 pip_ uninstall -y -q "$DIST"
 "$PY" -m nnx.list --json > "$work/removed.json"
@@ -63,5 +87,9 @@ if not {"relu", "adam", "mse"} <= builtins:
     sys.exit("check_example_plugin: the built-ins are missing after uninstalling the plugin")
 print(f"ok: {dist} is gone; {len(builtins)} built-in names still listed")
 PYEOF
+if "$PY" -m nnx.run --info searchpath | grep -F "nnx.configs $DIST"; then
+    echo "check_example_plugin: its config tree is still searched after uninstalling"; exit 1
+fi
+echo "ok: its config tree is off Hydra's search path"
 echo
 echo "check_example_plugin: all steps passed"
