@@ -153,12 +153,13 @@ def open_storage(url: str, key: str = "hydra.sweeper.storage"):
 
 
 def default_storage(config) -> str:
-    """``optuna.journal`` beside the sqlite MLflow store (whatever ``tracking`` is), else in
-    the project folder: a rerun finds its study again with no setting."""
-    from nnx.store import DEFAULT_DB, resolve_uri, sqlite_path
+    """``optuna.journal`` beside the sqlite MLflow store (whatever ``tracking`` is), else where
+    the default store would be: a rerun finds its study again with no setting."""
+    from nnx.locations import default_store
+    from nnx.store import resolve_uri, sqlite_path
 
     tracking = config.get("tracking") or {}
-    db = sqlite_path(resolve_uri(tracking.get("uri"))) or DEFAULT_DB
+    db = sqlite_path(resolve_uri(tracking.get("uri"))) or default_store()
     return f"journal://{Path(db).absolute().parent / 'optuna.journal'}"
 
 

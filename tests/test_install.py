@@ -166,7 +166,7 @@ def test_the_example_user_project_runs_from_its_own_folder(tmp_path):
                "trainer.epochs=2", "tracking.plots=false", "tracking.log_model=false",
                cwd=project, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "nnx noisy_moons: dataset moons (1000 train, 500 test)" in done.stdout
+    assert "nnx noisy_moons: dataset moons (800 train, 200 validation, 500 test)" in done.stdout
     assert (project / "mlflow.db").is_file() and (project / "outputs").is_dir()
 
 
