@@ -5,9 +5,17 @@ state is created on first use. Each rule is one ``update`` hook, written with in
 (``out=``) because the network hands over all its parameters as one flat array: one update
 per step instead of one per array.
 
-Common options: ``weight_decay`` (L2, added to the gradient; AdamW decouples it) and
-``clip_norm`` (rescale all gradients together when their global L2 norm exceeds it; 0 = off).
-``step`` uses ``grads`` as scratch space: they are recomputed by the next backward pass.
+Common options: ``weight_decay`` (L2, added to the gradient; AdamW decouples it),
+``clip_norm`` (rescale all gradients together when their global L2 norm exceeds it; 0 = off)
+and ``decay_all``. ``step`` uses ``grads`` as scratch space: they are recomputed by the next
+backward pass.
+
+Which parameters are decayed: ``step(params, grads, decay)`` takes, per key, True/False or a
+boolean mask of the parameter's shape (a network passes ``network.decay``, built from its
+layers' flags: weights yes, biases and normalisation scales/shifts no). The mask is applied in
+the same one vectorised operation per flat buffer as before, through a per-element factor.
+Without ``decay`` (a plain dict of arrays), or with ``decay_all=True`` (the behaviour before
+issue 13), every parameter is decayed.
 """
 
 from __future__ import annotations
@@ -38,23 +46,34 @@ class Optimizer:
 
     decoupled_weight_decay = False
 
-    def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
+    def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
         # The rate the next step uses: the trainer sets it each epoch from the schedule and the
         # configured rate, which stays in config()["lr"].
         self.lr = _check("lr", lr, 0.0, low_open=True)
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self.clip_norm = _check("clip_norm", clip_norm, 0.0)
+        if not isinstance(decay_all, (bool, np.bool_)):
+            raise ValueError(f"decay_all must be true or false, got {decay_all!r}")
+        self.decay_all = bool(decay_all)
         # What rebuilds the optimizer; subclasses add their own settings.
         self._config = {"lr": self.lr, "weight_decay": self.weight_decay,
-                        "clip_norm": self.clip_norm}
+                        "clip_norm": self.clip_norm, "decay_all": self.decay_all}
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.iterations = 0  # completed steps; Adam's bias correction counts them
+        # key -> (the decay entry it was made from, the mask: None = all, False = none, array);
+        # key -> (lr, the per-element factor) for decoupled decay. Caches, not state.
+        self._masks: dict[str, tuple] = {}
+        self._factors: dict[str, tuple] = {}
+        self._key, self.decay_mask = None, None  # the parameter being updated, for update()
 
     def config(self) -> dict:
         return dict(self._config)
 
-    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
-        """One update of every parameter from its gradient."""
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray],
+             decay: dict | None = None) -> None:
+        """One update of every parameter from its gradient; ``decay`` says which are decayed
+        (per key True/False or a boolean mask; see the module docstring)."""
         if params.keys() != grads.keys():
             raise ValueError(
                 f"params and grads must have the same keys, got {sorted(params)} and {sorted(grads)}"
@@ -67,11 +86,45 @@ class Optimizer:
         self.iterations += 1
         for key, p in params.items():
             g = grads[key]
+            self._key = key
+            self.decay_mask = self._mask(key, None if decay is None else decay.get(key, True))
             if self.weight_decay and not self.decoupled_weight_decay:
-                g += self.weight_decay * p  # L2: the gradient of (wd / 2) ||p||^2
+                if self.decay_mask is None:
+                    g += self.weight_decay * p  # L2: the gradient of (wd / 2) ||p||^2
+                elif self.decay_mask is not False:
+                    g += self.decay_factor(key, p.dtype, scale=self.weight_decay) * p
             if key not in self.state:
                 self.state[key] = self.init_state(p)
             self.update(p, g, self.state[key])
+
+    def _mask(self, key: str, entry):
+        """None (decay every element), False (none) or a boolean array, cached per key."""
+        cached = self._masks.get(key)
+        if cached is not None and cached[0] is entry:
+            return cached[1]
+        if self.decay_all or entry is None or entry is True:
+            mask = None
+        elif entry is False:
+            mask = False
+        else:
+            array = np.asarray(entry, bool)
+            mask = None if array.all() else False if not array.any() else array
+        self._masks[key], self._factors[key] = (entry, mask), None
+        return mask
+
+    def decay_factor(self, key: str, dtype, scale: float | None = None) -> np.ndarray:
+        """Per element of the parameter ``key``: ``scale`` where decayed, 0 elsewhere (L2); by
+        default ``1 - lr * weight_decay`` where decayed, 1 elsewhere (decoupled, as AdamW
+        multiplies). Made once per key and rate (a schedule changes the rate each epoch)."""
+        rate = self.lr if scale is None else ("scale", scale)
+        cached = self._factors.get(key)
+        if cached is None or cached[0] != rate:
+            mask = self._masks[key][1]
+            decayed, kept = (1.0 - self.lr * self.weight_decay, 1.0) if scale is None \
+                else (scale, 0.0)
+            cached = (rate, np.where(mask, decayed, kept).astype(dtype))
+            self._factors[key] = cached
+        return cached[1]
 
     def init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         """Per-parameter buffers, made on first use; the scratch buffer avoids allocations."""
@@ -94,14 +147,16 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False,
-                 weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+                 weight_decay: float = 0.0, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
         self.momentum = _check("momentum", momentum, 0.0, 1.0)
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0, got momentum=0")
         self.nesterov = bool(nesterov)
         self._config = {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov,
-                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+                        "decay_all": self.decay_all}
 
     def init_state(self, p):
         return {"velocity": np.zeros_like(p)} if self.momentum else {}
@@ -129,11 +184,11 @@ class Adagrad(Optimizer):
     """
 
     def __init__(self, lr: float = 0.01, eps: float = 1e-10, weight_decay: float = 0.0,
-                 clip_norm: float = 0.0) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+                 clip_norm: float = 0.0, decay_all: bool = False) -> None:
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "eps": self.eps, "weight_decay": self.weight_decay,
-                        "clip_norm": self.clip_norm}
+                        "clip_norm": self.clip_norm, "decay_all": self.decay_all}
 
     def init_state(self, p):
         return {"sum_sq": np.zeros_like(p), "scratch": np.empty_like(p)}
@@ -157,12 +212,14 @@ class RMSprop(Optimizer):
     """
 
     def __init__(self, lr: float = 0.001, rho: float = 0.9, eps: float = 1e-8,
-                 weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+                 weight_decay: float = 0.0, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
         self.rho = _check("rho", rho, 0.0, 1.0)
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "rho": self.rho, "eps": self.eps,
-                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+                        "decay_all": self.decay_all}
 
     def init_state(self, p):
         return {"mean_sq": np.zeros_like(p), "scratch": np.empty_like(p)}
@@ -201,13 +258,15 @@ class Adam(Optimizer):
     """
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+                 eps: float = 1e-8, weight_decay: float = 0.0, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
         self.beta1 = _check("beta1", beta1, 0.0, 1.0)
         self.beta2 = _check("beta2", beta2, 0.0, 1.0)
         self.eps = _check("eps", eps, 0.0, low_open=True)
         self._config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
-                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+                        "decay_all": self.decay_all}
 
     def init_state(self, p):
         return {"m_sum": np.zeros_like(p), "v_sum": np.zeros_like(p)}
@@ -245,10 +304,13 @@ class AdamW(Adam):
     decoupled_weight_decay = True
 
     def __init__(self, lr: float = 0.001, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8, weight_decay: float = 0.01, clip_norm: float = 0.0) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm)
+                 eps: float = 1e-8, weight_decay: float = 0.01, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, decay_all)
 
     def update(self, p, g, state):
-        if self.weight_decay:
+        if self.weight_decay and self.decay_mask is None:
             p *= 1.0 - self.lr * self.weight_decay
+        elif self.weight_decay and self.decay_mask is not False:  # biases, scales: not decayed
+            p *= self.decay_factor(self._key, p.dtype)
         super().update(p, g, state)
