@@ -171,8 +171,9 @@ class Residual(Block):
     """
 
     def build(self, in_shape, rng, dtype):
+        in_shape = as_shape(in_shape)
         out = build_layers(self.layers, in_shape, rng, dtype, self.path)
-        if out != tuple(in_shape):
+        if out != in_shape:
             raise ValueError(f"{self.name}: its layers map {tuple(in_shape)} to {out}; a residual "
                              "block must keep the shape, since its input is added to their output")
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from nnx.initializers import Initializer
-from nnx.module import Module
+from nnx.module import Module, as_shape
 
 
 def _initializer(spec: str | Initializer) -> Initializer:
@@ -46,6 +46,7 @@ class Dense(Module):
         self.propagate = True
 
     def build(self, in_shape, rng, dtype):
+        in_shape = as_shape(in_shape)
         if len(in_shape) != 1:
             raise ValueError(f"{self.name}: expects a 1-D sample shape (features,), got "
                              f"{tuple(in_shape)}; add a flatten layer before it")
@@ -98,7 +99,7 @@ class Dropout(Module):
 
     def build(self, in_shape, rng, dtype):
         self._rng = rng
-        return tuple(in_shape)
+        return as_shape(in_shape)
 
     def forward(self, x):
         if not self.training or self.rate == 0.0:

@@ -319,7 +319,7 @@ class MlflowTracker(Tracker):
         if self.dataset is not None:
             example = np.asarray(self.dataset.x_train[:5], dtype=network.dtype)
         else:
-            example = np.zeros((1, network.in_features), dtype=network.dtype)
+            example = np.zeros((1, *network.in_shape), dtype=network.dtype)
         signature = infer_signature(example, network.predict(example))
         with tempfile.TemporaryDirectory(prefix="nnx-model-") as tmp, self._fluent_run():
             data = save_network(network, Path(tmp) / "network")

@@ -94,9 +94,10 @@ class Module:
         """Create parameters for samples of ``in_shape``; return the output sample shape.
 
         Modules without parameters keep the shape they are given. A shape they cannot take
-        is a ValueError naming the layer and the shape (see ``Dense.build``).
+        is a ValueError naming the layer and the shape (see ``Dense.build``). An int n is
+        taken as the shape (n,), as callers written before shapes pass it.
         """
-        return tuple(in_shape)
+        return as_shape(in_shape)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y = f(x); cache whatever backward needs."""

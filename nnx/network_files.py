@@ -4,10 +4,14 @@ Two forms, both rebuilt through the registry from the architecture they store:
 
 A saved network is a folder of two files (what a logged MLflow model holds, in ``data/network``):
 
-    network.json   {"format": 1, "architecture": network.specs(), "in_features": 2,
-                    "out_features": 1, "dtype": "float64", "nnx_version": "0.1.0"}
-    weights.npz    one array per parameter, keyed like ``Network.named_params()`` ("0.W", ...)
+    network.json   {"format": 1, "architecture": network.specs(), "in_shape": [2],
+                    "out_shape": [1], "in_features": 2, "out_features": 1,
+                    "dtype": "float64", "nnx_version": "0.1.0"}
+    weights.npz    one array per parameter, keyed like ``Network.named_params()`` ("0.W", ...),
+                   and one per buffer (state not trained) under ``buffers/`` ("buffers/1.mean")
 
+Files written before shapes hold ``in_features`` alone (the shape ``(in_features,)``) and no
+buffers; they load as they did.
 A weights snapshot (``weights/final.npz`` of a run) is one ``.npz``: the same arrays plus the
 same JSON document as bytes under ``__network_json__``.
 
@@ -27,22 +31,45 @@ FORMAT = 1
 ARCHITECTURE_FILE = "network.json"
 WEIGHTS_FILE = "weights.npz"
 SNAPSHOT_META = "__network_json__"
+BUFFERS = "buffers/"
 
 
 def network_meta(network) -> dict:
     """The JSON document that describes ``network``'s architecture in both forms."""
     from nnx import __version__
 
-    return {"format": FORMAT, "architecture": network.specs(), "in_features": network.in_features,
+    return {"format": FORMAT, "architecture": network.specs(), "in_shape": list(network.in_shape),
+            "out_shape": list(network.out_shape), "in_features": network.in_features,
             "out_features": network.out_features, "dtype": str(network.dtype),
             "nnx_version": __version__}
 
 
+def _arrays(network) -> dict[str, np.ndarray]:
+    """What a saved network stores: its named parameters and buffers (prefixed)."""
+    return {**network.named_params(),
+            **{f"{BUFFERS}{k}": v for k, v in network.named_buffers().items()}}
+
+
+def _restore(network, arrays, where) -> None:
+    """Fill ``network``'s parameters and buffers from ``arrays`` (a dict or an open .npz)."""
+    wanted = _arrays(network)
+    stored = set(arrays.keys() if isinstance(arrays, dict) else arrays.files)
+    if stored != set(wanted):
+        raise ValueError(f"{where}: parameters {sorted(stored)} do not match the "
+                         f"architecture's {sorted(wanted)}")
+    for key, value in wanted.items():
+        if arrays[key].shape != value.shape:
+            raise ValueError(f"{where}: {key} has shape {arrays[key].shape}, the "
+                             f"architecture needs {value.shape}")
+        value[...] = arrays[key]
+
+
 def _network_for(meta: dict):
     """A network of the architecture ``meta`` describes (its weights still to be filled in)."""
+    from nnx.checkpoint import saved_in_shape
     from nnx.network import Network
 
-    return Network(meta["architecture"], meta["in_features"], dtype=meta["dtype"],
+    return Network(meta["architecture"], in_shape=saved_in_shape(meta), dtype=meta["dtype"],
                    rng=np.random.default_rng(0))
 
 
@@ -52,7 +79,7 @@ def save_network(network, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / ARCHITECTURE_FILE).write_text(json.dumps(network_meta(network), indent=2) + "\n")
-    np.savez(folder / WEIGHTS_FILE, **network.named_params())
+    np.savez(folder / WEIGHTS_FILE, **_arrays(network))
     return folder
 
 
@@ -67,27 +94,19 @@ def load_network(folder: str | Path):
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT}")
     network = _network_for(meta)
-    params = network.named_params()
     with np.load(weights_path, allow_pickle=False) as weights:
-        stored = set(weights.files)
-        if stored != set(params):
-            raise ValueError(f"{weights_path}: parameters {sorted(stored)} do not match the "
-                             f"architecture's {sorted(params)}")
-        for key, value in params.items():
-            if weights[key].shape != value.shape:
-                raise ValueError(f"{weights_path}: {key} has shape {weights[key].shape}, the "
-                                 f"architecture needs {value.shape}")
-            value[...] = weights[key]
+        _restore(network, weights, weights_path)
     return network.eval()
 
 
 # -- a snapshot: one .npz -----------------------------------------------------------------------
 def save_snapshot(network, path: str | Path) -> Path:
-    """One self-contained ``.npz``: the named parameters plus the architecture as JSON bytes."""
+    """One self-contained ``.npz``: the named parameters and buffers plus the architecture as
+    JSON bytes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps(network_meta(network)).encode()
-    np.savez(path, **network.named_params(),
+    np.savez(path, **_arrays(network),
              **{SNAPSHOT_META: np.frombuffer(meta, dtype=np.uint8)})
     return path
 
@@ -100,10 +119,5 @@ def load_snapshot(path: str | Path):
         raise ValueError(f"{path} is not an nnx weights snapshot (no {SNAPSHOT_META})")
     meta = json.loads(arrays.pop(SNAPSHOT_META).tobytes().decode())
     network = _network_for(meta)
-    params = network.named_params()
-    if set(arrays) != set(params):
-        raise ValueError(f"{path}: parameters {sorted(arrays)} do not match the architecture's "
-                         f"{sorted(params)}")
-    for key, value in params.items():
-        value[...] = arrays[key]
+    _restore(network, arrays, path)
     return network.eval()

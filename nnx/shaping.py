@@ -22,7 +22,7 @@ class Flatten(Module):
         self.name = "flatten"
 
     def build(self, in_shape, rng, dtype):
-        self.in_shape = tuple(in_shape)
+        self.in_shape = as_shape(in_shape)
         return (math.prod(self.in_shape),)
 
     def forward(self, x):
@@ -54,7 +54,7 @@ class Reshape(Module):
         self.name = "reshape"
 
     def build(self, in_shape, rng, dtype):
-        self.in_shape = tuple(in_shape)
+        self.in_shape = as_shape(in_shape)
         size, known = math.prod(self.in_shape), math.prod(d for d in self.shape if d != -1)
         if -1 in self.shape and size % known == 0:
             out = tuple(size // known if d == -1 else d for d in self.shape)
