@@ -24,7 +24,11 @@ NOT_PARAMS = ("tracking", "trainer.checkpoint_dir")
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``; lists stay whole values."""
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``; lists stay whole values.
+
+    A list that holds dicts (``model.layers``) is also given item by item, ``model.layers.0.units``,
+    so that a sweep over one layer's argument shows as a param of its own (as Hydra names it).
+    """
     out: dict[str, object] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -32,6 +36,8 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
             out.update(flatten(value, name + "."))
         else:
             out[name] = value
+            if isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
+                out.update(flatten({str(i): v for i, v in enumerate(value)}, name + "."))
     return out
 
 
@@ -92,7 +98,7 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
     if model.get("initializer"):
         wanted.append(("component.initializer.{}", "initializers", str(model["initializer"])))
     if network is not None:
-        for spec in network.specs():
+        for spec in _all_specs(network.specs()):
             name = spec["name"]
             short = name.rpartition(":")[2]
             for kind in MODULE_KINDS:
@@ -107,6 +113,16 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
             continue
         tags[clip(tag.format(entry.name), MAX_KEY)] = f"{entry.distribution} {entry.version}"
     return tags
+
+
+def _all_specs(specs: list) -> list[dict]:
+    """Every layer spec, those inside composite blocks (``layers``) included."""
+    out = []
+    for spec in specs:
+        out.append(spec)
+        if isinstance(spec.get("layers"), list):
+            out.extend(_all_specs([s for s in spec["layers"] if isinstance(s, dict)]))
+    return out
 
 
 def config_yaml(data: dict) -> str:
