@@ -121,7 +121,7 @@ class Block(Module):
 
     # The block's arrays are its layers', read live (see the module docstring); Module's
     # __init__ assigns empty dicts, which are ignored.
-    def _live(attribute: str):  # noqa: N805 (a helper run in the class body)
+    def _live(attribute: str):
         def setter(self, value):
             if value:
                 raise AttributeError(f"a block's {attribute} are its layers'")

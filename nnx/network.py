@@ -11,9 +11,8 @@ whole network with a handful of vectorised operations instead of a handful per a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import math
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -54,7 +54,8 @@ class Optimizer:
         self.weight_decay = _check("weight_decay", weight_decay, 0.0)
         self.clip_norm = _check("clip_norm", clip_norm, 0.0)
         if not isinstance(decay_all, (bool, np.bool_)):
-            raise ValueError(f"decay_all must be true or false, got {decay_all!r}")
+            # a ValueError, as every bad argument is (the config reports those)
+            raise ValueError(f"decay_all must be true or false, got {decay_all!r}")  # noqa: TRY004
         self.decay_all = bool(decay_all)
         # What rebuilds the optimizer; subclasses add their own settings.
         self._config = {"lr": self.lr, "weight_decay": self.weight_decay,
