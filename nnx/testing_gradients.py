@@ -94,21 +94,20 @@ def check_module_gradients(module, x: np.ndarray, rtol=1e-5, atol=1e-7, seed=0,
     if grad_x is not None:
         grad_x = np.array(grad_x)
         assert_close(grad_x, numerical_gradient(loss, x), f"{name}: dL/dx", rtol, atol)
-    for key, (param, grad, owner) in _named_arrays(module).items():
-        assert_close(grad.copy(), numerical_gradient(loss, param),
-                     f"{name}: {owner}dL/d{key}", rtol, atol)
+    for param, grad, what in _named_arrays(module):
+        assert_close(grad.copy(), numerical_gradient(loss, param), f"{name}: {what}", rtol, atol)
 
 
-def _named_arrays(module) -> dict[str, tuple]:
-    """key -> (param, grad, "layer 2.0 (dense): " or ""), for a module, a block or a network:
-    every parameter by the layer that holds it."""
+def _named_arrays(module) -> list[tuple]:
+    """(param, grad, "layer 2.0 (dense): dL/dW") for every parameter of a module, a block or a
+    network, named by the layer that holds it."""
     from nnx.network import leaves
 
     children = module.children() if hasattr(module, "children") else []
     if not children:
-        return {k: (p, module.grads[k], "") for k, p in module.params.items()}
-    return {f"{path}.{k}": (p, leaf.grads[k], f"{getattr(leaf, 'name', path)}: ")
-            for path, leaf in leaves(children) for k, p in leaf.params.items()}
+        return [(p, module.grads[k], f"dL/d{k}") for k, p in module.params.items()]
+    return [(p, leaf.grads[k], f"{getattr(leaf, 'name', path)}: dL/d{k}")
+            for path, leaf in leaves(children) for k, p in leaf.params.items()]
 
 
 def check_loss_gradient(loss, pred: np.ndarray, target: np.ndarray, rtol=1e-5, atol=1e-7,
