@@ -127,6 +127,18 @@ class Optimizer:
             self._factors[key] = cached
         return cached[1]
 
+    def decay_decoupled(self, p: np.ndarray) -> None:
+        """p = p - lr * weight_decay * p where decay applies (biases, scales: not), in place:
+        what an ``update`` with decoupled decay (AdamW, a plugin's Lion) calls first. One
+        multiplication, by a scalar when every element is decayed (as before issue 13), else by
+        the cached per-element factor."""
+        if not self.weight_decay or self.decay_mask is False:
+            return
+        if self.decay_mask is None:
+            p *= 1.0 - self.lr * self.weight_decay
+        else:
+            p *= self.decay_factor(self._key, p.dtype)
+
     def init_state(self, p: np.ndarray) -> dict[str, np.ndarray]:
         """Per-parameter buffers, made on first use; the scratch buffer avoids allocations."""
         return {}
@@ -310,8 +322,5 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay, clip_norm, decay_all)
 
     def update(self, p, g, state):
-        if self.weight_decay and self.decay_mask is None:
-            p *= 1.0 - self.lr * self.weight_decay
-        elif self.weight_decay and self.decay_mask is not False:  # biases, scales: not decayed
-            p *= self.decay_factor(self._key, p.dtype)
+        self.decay_decoupled(p)
         super().update(p, g, state)
