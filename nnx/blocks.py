@@ -79,6 +79,16 @@ def module_spec(module: Module) -> dict:
     return {"name": name, **module.config()}
 
 
+def all_specs(specs: list) -> list[dict]:
+    """Every layer spec of a list, those inside composite blocks (their ``layers``) included."""
+    out = []
+    for spec in specs:
+        out.append(spec)
+        if isinstance(spec.get("layers"), list):
+            out.extend(all_specs([s for s in spec["layers"] if isinstance(s, dict)]))
+    return out
+
+
 def label(module: Module, path: str) -> str:
     """How messages name a module: ``layer 2.0 (dense)``."""
     return f"layer {path} ({type(module).__name__.lower()})"

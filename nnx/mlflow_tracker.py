@@ -314,7 +314,7 @@ class MlflowTracker(Tracker):
         from mlflow.models import infer_signature
 
         from nnx import __version__
-        from nnx.network_files import save_network
+        from nnx.network_files import requirements, save_network
 
         if self.dataset is not None:
             example = np.asarray(self.dataset.x_train[:5], dtype=network.dtype)
@@ -327,7 +327,8 @@ class MlflowTracker(Tracker):
                 name=name, loader_module="nnx.mlflow_model", data_path=str(data),
                 signature=signature, input_example=example,
                 # Given, not inferred: inference loads the model in a subprocess (seconds).
-                pip_requirements=[f"nnx=={__version__}", f"numpy=={np.__version__}"])
+                pip_requirements=[f"nnx=={__version__}", f"numpy=={np.__version__}",
+                                  *(f"{d}=={v}" for d, v in requirements(network.specs()).items())])
         return f"runs:/{self.run_id}/{name}"
 
     def log_plots(self, network) -> None:

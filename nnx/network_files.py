@@ -15,6 +15,9 @@ buffers; they load as they did.
 A weights snapshot (``weights/final.npz`` of a run) is one ``.npz``: the same arrays plus the
 same JSON document as bytes under ``__network_json__``.
 
+``requirements`` lists the plugin distributions (with versions) whose components the network
+uses; loading where one is missing fails with its name and the pip command.
+
 Weights are read with ``allow_pickle=False`` and the architecture is rebuilt through the
 registry, so loading a network never runs code stored with it. No mlflow here: the MLflow
 pyfunc loader that serves a saved network is ``nnx.mlflow_model``.
@@ -41,7 +44,41 @@ def network_meta(network) -> dict:
     return {"format": FORMAT, "architecture": network.specs(), "in_shape": list(network.in_shape),
             "out_shape": list(network.out_shape), "in_features": network.in_features,
             "out_features": network.out_features, "dtype": str(network.dtype),
-            "nnx_version": __version__}
+            "nnx_version": __version__, "requirements": requirements(network.specs())}
+
+
+def requirements(specs: list) -> dict[str, str]:
+    """{distribution: version} of the plugins whose layers ``specs`` use (blocks' included),
+    nnx itself left out: what a saved network needs installed besides nnx."""
+    from nnx.blocks import all_specs, spec_kind
+    from nnx.registry import normalize, registry
+
+    out = {}
+    for spec in all_specs(specs):
+        kind = spec_kind(spec["name"])
+        if kind is None:
+            continue
+        entry = registry(kind).entry(spec["name"])
+        if normalize(entry.distribution) != "nnx":
+            out[entry.distribution] = entry.version
+    return dict(sorted(out.items()))
+
+
+def check_requirements(meta: dict, where) -> None:
+    """A clear error when a distribution the saved network was made with is not installed."""
+    import importlib.metadata
+
+    missing = []
+    for dist, version in (meta.get("requirements") or {}).items():
+        try:
+            importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append((dist, version))
+    if missing:
+        names = ", ".join(f"{d} {v}" for d, v in missing)
+        pins = " ".join(f"{d}=={v}" for d, v in missing)
+        raise ValueError(f"{where}: this network was made with components of {names}, which "
+                         f"is not installed; install it with: pip install {pins}")
 
 
 def _arrays(network) -> dict[str, np.ndarray]:
@@ -64,9 +101,11 @@ def _restore(network, arrays, where) -> None:
         value[...] = arrays[key]
 
 
-def _network_for(meta: dict):
+def _network_for(meta: dict, where=""):
     """A network of the architecture ``meta`` describes (its weights still to be filled in)."""
     from nnx.checkpoint import saved_in_shape
+
+    check_requirements(meta, where)
     from nnx.network import Network
 
     return Network(meta["architecture"], in_shape=saved_in_shape(meta), dtype=meta["dtype"],
@@ -93,7 +132,7 @@ def load_network(folder: str | Path):
     meta = json.loads(meta_path.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_path}: format {meta.get('format')!r}, expected {FORMAT}")
-    network = _network_for(meta)
+    network = _network_for(meta, meta_path)
     with np.load(weights_path, allow_pickle=False) as weights:
         _restore(network, weights, weights_path)
     return network.eval()
@@ -118,6 +157,6 @@ def load_snapshot(path: str | Path):
     if SNAPSHOT_META not in arrays:
         raise ValueError(f"{path} is not an nnx weights snapshot (no {SNAPSHOT_META})")
     meta = json.loads(arrays.pop(SNAPSHOT_META).tobytes().decode())
-    network = _network_for(meta)
+    network = _network_for(meta, path)
     _restore(network, arrays, path)
     return network.eval()

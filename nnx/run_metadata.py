@@ -98,7 +98,9 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
     if model.get("initializer"):
         wanted.append(("component.initializer.{}", "initializers", str(model["initializer"])))
     if network is not None:
-        for spec in _all_specs(network.specs()):
+        from nnx.blocks import all_specs
+
+        for spec in all_specs(network.specs()):
             name = spec["name"]
             short = name.rpartition(":")[2]
             for kind in MODULE_KINDS:
@@ -113,16 +115,6 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
             continue
         tags[clip(tag.format(entry.name), MAX_KEY)] = f"{entry.distribution} {entry.version}"
     return tags
-
-
-def _all_specs(specs: list) -> list[dict]:
-    """Every layer spec, those inside composite blocks (``layers``) included."""
-    out = []
-    for spec in specs:
-        out.append(spec)
-        if isinstance(spec.get("layers"), list):
-            out.extend(_all_specs([s for s in spec["layers"] if isinstance(s, dict)]))
-    return out
 
 
 def config_yaml(data: dict) -> str:

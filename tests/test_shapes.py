@@ -345,3 +345,19 @@ def test_a_dataset_says_its_sample_shape():
                       "xor": (2,), "tutorial": (3,)}
     with pytest.raises(ValueError, match=r"sample_shape \(3, 3\) does not fit x_train of shape"):
         Dataset("d", np.zeros((4, 8)), np.zeros(4, int), n_classes=2, sample_shape=(3, 3))
+
+
+# -- models that say what they need ------------------------------------------------------------
+def test_a_saved_network_lists_the_plugins_it_needs(center, tmp_path):
+    import json
+
+    net = stateful_trainer().network
+    folder = save_network(net, tmp_path / "model")
+    meta = json.loads((folder / "network.json").read_text())
+    assert meta["requirements"] == {"nnx-test-stateful": "0.1"}
+    meta["requirements"] = {"nnx-missing-plugin": "1.2"}  # as where that plugin is absent
+    (folder / "network.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"made with components of nnx-missing-plugin 1\.2, "
+                                         r"which is not installed; install it with: pip install "
+                                         r"nnx-missing-plugin==1\.2"):
+        load_network(folder)
