@@ -2,7 +2,8 @@
 
 ``fixtures/preset_metrics.json`` was recorded with the code from before tensors flowed between
 layers (``python tests/test_same_numbers.py`` rewrites it; do that only for a change that is
-meant to move the numbers, and say so in its commit). Each preset trains two short epochs
+meant to move the numbers, and say so in its commit). ``digits_sequential``, a preset that
+issue 13 added, was recorded when it was added. Each preset trains two short epochs
 (``debug=default``) with an explicit ``trainer.val_split=0.0``, so that a change of that
 default elsewhere does not move them; Fashion-MNIST presets read the small IDX files of
 ``conftest.small_fashion_dir`` (300 training, 100 test images, written by the tests).

@@ -361,3 +361,25 @@ def test_a_saved_network_lists_the_plugins_it_needs(center, tmp_path):
                                          r"which is not installed; install it with: pip install "
                                          r"nnx-missing-plugin==1\.2"):
         load_network(folder)
+
+
+def test_a_tracked_sequential_run_records_the_layers_and_logs_a_shaped_model(store, tmp_path):
+    import mlflow
+    from test_tracking import only_run
+
+    layers = ("model.layers=[flatten, {name: dense, units: 16}, relu, {name: residual, layers: "
+              "[{name: dense, units: 16}, tanh]}, {name: dense, units: 10}]")
+    cfg = compose(["model=sequential", layers, "dataset=digits", "trainer.epochs=2",
+                   f"tracking.uri={store}", "tracking.plots=false", "name=digits_seq"])
+    result = experiment.train(cfg)
+    run = only_run(store, "digits_seq")
+    params = run.data.params
+    assert params["model.layers.1.units"] == "16" and params["model.layers.0"] == "flatten"
+    assert params["model.layers.3.layers"] == '[{"name": "dense", "units": 16}, "tanh"]'
+    note = run.data.tags["mlflow.note.content"]
+    assert "(n, 64)" in note and "3.0" in note and "input (n, 1, 8, 8)" in note
+    mlflow.set_tracking_uri(store)
+    model = mlflow.pyfunc.load_model(f"runs:/{run.info.run_id}/model")
+    x = result["dataset"].x_test  # (n, 1, 8, 8)
+    expected = result["trainer"].network.predict(x)
+    np.testing.assert_array_equal(model.predict(x), expected)
