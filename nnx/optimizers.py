@@ -12,8 +12,9 @@ backward pass.
 
 Which parameters are decayed: ``step(params, grads, decay)`` takes, per key, True/False or a
 boolean mask of the parameter's shape (a network passes ``network.decay``, built from its
-layers' flags: weights yes, biases and normalisation scales/shifts no). The mask is applied in
-the same one vectorised operation per flat buffer as before, through a per-element factor.
+layers' flags: weights yes, biases and normalisation scales/shifts no). The mask is applied with
+the same vectorised operation as before, on each decayed stretch of the flat buffer (one per
+weight matrix), or through a per-element factor for a mask of many stretches.
 Without ``decay`` (a plain dict of arrays), or with ``decay_all=True`` (the behaviour before
 issue 13), every parameter is decayed.
 """
@@ -41,6 +42,18 @@ def _check(name: str, value: float, low: float, high: float = math.inf, *, low_o
     return value
 
 
+MAX_RUNS = 64  # decayed stretches of a mask handled as slices; more: a per-element factor
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]] | None:
+    """(start, end) of each stretch of True in the flattened mask, or None past MAX_RUNS."""
+    padded = np.concatenate(([False], mask.reshape(-1), [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    if len(edges) // 2 > MAX_RUNS:
+        return None
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+
+
 class Optimizer:
     """Base class: clipping and weight decay here, the update rule in ``update``."""
 
@@ -62,8 +75,9 @@ class Optimizer:
                         "clip_norm": self.clip_norm, "decay_all": self.decay_all}
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self.iterations = 0  # completed steps; Adam's bias correction counts them
-        # key -> (the decay entry it was made from, the mask: None = all, False = none, array);
-        # key -> (lr, the per-element factor) for decoupled decay. Caches, not state.
+        # key -> (the decay entry it was made from, the mask: None = all, False = none, array,
+        # the mask's runs of decayed elements or None); key -> (rate, per-element factor).
+        # Caches, not state.
         self._masks: dict[str, tuple] = {}
         self._factors: dict[str, tuple] = {}
         self._key, self.decay_mask = None, None  # the parameter being updated, for update()
@@ -90,8 +104,13 @@ class Optimizer:
             self._key = key
             self.decay_mask = self._mask(key, None if decay is None else decay.get(key, True))
             if self.weight_decay and not self.decoupled_weight_decay:
+                runs = self._decayed_runs(p)
                 if self.decay_mask is None:
                     g += self.weight_decay * p  # L2: the gradient of (wd / 2) ||p||^2
+                elif runs is not None:  # the weights' stretches of the flat buffer
+                    flat_g, flat_p = g.reshape(-1), p.reshape(-1)
+                    for start, end in runs:
+                        flat_g[start:end] += self.weight_decay * flat_p[start:end]
                 elif self.decay_mask is not False:
                     g += self.decay_factor(key, p.dtype, scale=self.weight_decay) * p
             if key not in self.state:
@@ -103,6 +122,7 @@ class Optimizer:
         cached = self._masks.get(key)
         if cached is not None and cached[0] is entry:
             return cached[1]
+        runs = None
         if self.decay_all or entry is None or entry is True:
             mask = None
         elif entry is False:
@@ -110,8 +130,17 @@ class Optimizer:
         else:
             array = np.asarray(entry, bool)
             mask = None if array.all() else False if not array.any() else array
-        self._masks[key], self._factors[key] = (entry, mask), None
+            if mask is not None and mask is not False:
+                runs = _runs(mask)
+        self._masks[key], self._factors[key] = (entry, mask, runs), None
         return mask
+
+    def _decayed_runs(self, p: np.ndarray):
+        """The (start, end) stretches of the flattened parameter being updated that are decayed,
+        when they are few (a network's mask is one stretch per weight matrix) and ``p`` is
+        contiguous (its flat view writes through); else None."""
+        runs = self._masks[self._key][2] if self._key in self._masks else None
+        return runs if runs is not None and p.flags.c_contiguous else None
 
     def decay_factor(self, key: str, dtype, scale: float | None = None) -> np.ndarray:
         """Per element of the parameter ``key``: ``scale`` where decayed, 0 elsewhere (L2); by
@@ -129,13 +158,19 @@ class Optimizer:
 
     def decay_decoupled(self, p: np.ndarray) -> None:
         """p = p - lr * weight_decay * p where decay applies (biases, scales: not), in place:
-        what an ``update`` with decoupled decay (AdamW, a plugin's Lion) calls first. One
-        multiplication, by a scalar when every element is decayed (as before issue 13), else by
-        the cached per-element factor."""
+        what an ``update`` with decoupled decay (AdamW, a plugin's Lion) calls first. A
+        multiplication by a scalar: of all of p when every element is decayed (as before issue
+        13), else of each decayed stretch of the flat buffer (one per weight matrix); a mask of
+        more than ``MAX_RUNS`` stretches multiplies by a cached per-element factor instead."""
         if not self.weight_decay or self.decay_mask is False:
             return
+        runs = self._decayed_runs(p)
         if self.decay_mask is None:
             p *= 1.0 - self.lr * self.weight_decay
+        elif runs is not None:  # by the same scalar, stretch by stretch: no extra array read
+            flat = p.reshape(-1)
+            for start, end in runs:
+                flat[start:end] *= 1.0 - self.lr * self.weight_decay
         else:
             p *= self.decay_factor(self._key, p.dtype)
 

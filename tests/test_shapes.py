@@ -383,3 +383,19 @@ def test_a_tracked_sequential_run_records_the_layers_and_logs_a_shaped_model(sto
     x = result["dataset"].x_test  # (n, 1, 8, 8)
     expected = result["trainer"].network.predict(x)
     np.testing.assert_array_equal(model.predict(x), expected)
+
+
+@pytest.mark.parametrize("pattern", ["stretches", "alternating"])  # slices, or a factor array
+def test_a_decay_mask_decays_exactly_its_elements(pattern):
+    mask = np.zeros(300, bool)
+    if pattern == "stretches":
+        mask[10:100] = mask[150:290] = True
+    else:
+        mask[::2] = True  # 150 stretches: past MAX_RUNS
+    for opt, expected in ((AdamW(lr=0.1, weight_decay=0.5), lambda p: p * np.float32(0.95)),
+                          (SGD(lr=1.0, weight_decay=0.25), lambda p: p - np.float32(0.25) * p)):
+        p = np.random.default_rng(0).normal(size=300).astype(np.float32)
+        before = p.copy()
+        opt.step({"flat": p}, {"flat": np.zeros(300, np.float32)}, {"flat": mask})
+        np.testing.assert_array_equal(p[~mask], before[~mask])
+        np.testing.assert_allclose(p[mask], expected(before[mask]), rtol=1e-6)
