@@ -399,3 +399,15 @@ def test_a_decay_mask_decays_exactly_its_elements(pattern):
         opt.step({"flat": p}, {"flat": np.zeros(300, np.float32)}, {"flat": mask})
         np.testing.assert_array_equal(p[~mask], before[~mask])
         np.testing.assert_allclose(p[mask], expected(before[mask]), rtol=1e-6)
+
+
+def test_compare_shows_a_varied_layer_argument(store):
+    from nnx.compare import runs_table
+
+    for units in (8, 16):
+        experiment.train(compose(["model=sequential", f"model.layers.0.units={units}",
+                                  "trainer.epochs=1", f"tracking.uri={store}", "name=seq_cmp",
+                                  "tracking.plots=false", "tracking.log_model=false"]))
+    table = runs_table(experiment="seq_cmp", uri=store)
+    assert "model.layers.0.units" in table.attrs["varied"]
+    assert sorted(table["model.layers.0.units"]) == ["16", "8"]
