@@ -44,6 +44,9 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
     meta = {
         "format": FORMAT,
         "architecture": net.specs(),
+        # in_shape: the per-sample input shape; in_features (its size) is what files written
+        # before shapes held alone, and what they are read by.
+        "in_shape": list(net.in_shape),
         "in_features": net.in_features,
         "dtype": str(net.dtype),
         "n_params": net.n_params,
@@ -59,6 +62,8 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         "extra": extra or {},
     }
     arrays = {"params": net.flat_params, **_optimizer_arrays(opt)}
+    if net.flat_buffers.size:  # state that is not trained (running statistics)
+        arrays["buffers"] = net.flat_buffers
     for i, callback in enumerate(getattr(trainer, "callbacks", [])):
         state = callback.state() if hasattr(callback, "state") else None
         if state is not None:  # early stopping's best value, patience count, best weights
@@ -142,11 +147,20 @@ _META_TYPES = {"architecture": list, "in_features": int, "dtype": str, "optimize
                "epoch": int, "step": int, "history": list, "rng_states": dict}
 
 
-def _describe(in_features, specs: list) -> str:
-    """``2 -> dense 32, relu, dense 2, identity``: an architecture in one short line."""
+def saved_in_shape(meta: dict) -> tuple[int, ...]:
+    """The input shape a checkpoint or saved network was made for (``(in_features,)`` in files
+    written before shapes)."""
+    shape = meta.get("in_shape")
+    return tuple(shape) if isinstance(shape, list) else (meta["in_features"],)
+
+
+def _describe(in_shape: tuple, specs: list) -> str:
+    """``2 -> dense 32, relu, dense 2, identity`` (``(1, 8, 8) -> flatten, ...`` for N-D
+    samples): an architecture in one short line."""
     layers = [" ".join([str(s.get("name"))] + [str(s[k]) for k in ("units", "rate") if k in s])
               if isinstance(s, dict) else str(s) for s in specs]
-    return f"{in_features} -> {', '.join(layers)}"
+    shape = in_shape[0] if len(in_shape) == 1 else tuple(in_shape)
+    return f"{shape} -> {', '.join(layers)}"
 
 
 def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None = None) -> dict:
@@ -157,9 +171,9 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
     meta, arrays = read(path)
     net, opt = trainer.network, trainer.optimizer
     mismatches = []
-    if meta["architecture"] != net.specs() or meta["in_features"] != net.in_features:
-        saved = _describe(meta["in_features"], meta["architecture"])
-        mine = _describe(net.in_features, net.specs())
+    if meta["architecture"] != net.specs() or saved_in_shape(meta) != net.in_shape:
+        saved = _describe(saved_in_shape(meta), meta["architecture"])
+        mine = _describe(net.in_shape, net.specs())
         if saved == mine:  # they differ in a detail the short form leaves out
             saved, mine = meta["architecture"], net.specs()
         mismatches.append(f"architecture {saved} != this network's {mine}")
@@ -171,6 +185,10 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
         mismatches.append(f"parameter count {shape} != this network's {net.flat_params.shape}")
     elif params.dtype != net.dtype:
         mismatches.append(f"parameters stored as {params.dtype} != this network's {net.dtype}")
+    buffers = arrays.get("buffers", np.empty(0, net.dtype))
+    if buffers.shape != net.flat_buffers.shape or buffers.dtype != net.dtype:
+        mismatches.append(f"buffers {buffers.dtype} {buffers.shape} != this network's "
+                          f"{net.dtype} {net.flat_buffers.shape}")
     saved_opt = meta["optimizer"]
     if saved_opt.get("class") != type(opt).__name__:
         mismatches.append(f"optimizer {saved_opt.get('class')} != this run's {type(opt).__name__}")
@@ -194,7 +212,7 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
                 mismatches.append(f"callback state {index}/{key} is {value.dtype} {value.shape}, "
                                   f"expected weights {net.dtype} {net.flat_params.shape}")
             callback_arrays.setdefault(index, {})[key] = value
-        elif name != "params":
+        elif name not in ("params", "buffers"):
             mismatches.append(f"unexpected array {name!r}")
     iterations = saved_opt.get("iterations")
     if not isinstance(iterations, int):
@@ -219,6 +237,7 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
                               + "; ".join(mismatches))
     # Nothing failed: now change the trainer.
     net.flat_params[...] = params
+    net.flat_buffers[...] = buffers
     fresh = {key: opt.init_state(net.params[key]) for key in state if key in net.params}
     for key, slots in state.items():
         fresh.setdefault(key, {}).update({slot: value.copy() for slot, value in slots.items()})

@@ -180,6 +180,53 @@ def check_name(key: str, value, kind: str) -> str:
     return value
 
 
+def check_layers(layers, key: str = "model.layers") -> list:
+    """A list of layer specs (a registered name, or ``{name: ..., **kwargs}``), each built
+    once to check it; composite blocks' own ``layers`` are checked the same way. Messages name
+    the position and the key: ``model.layers.0.unit: 'dense' takes no argument 'unit'; did you
+    mean 'units'? valid: units, bias, initializer, bias_initializer``."""
+    import difflib
+
+    from nnx.blocks import Block, spec_kind, unknown_name_message
+
+    if isinstance(layers, (str, dict)) or not isinstance(layers, (list, tuple)):
+        raise ConfigError(f"{key}: expected a list of layer specs (a name, or {{name: ..., "
+                          f"**kwargs}}), got {layers!r}")
+    if not layers:
+        raise ConfigError(f"{key}: expected at least one layer, got []")
+    for i, spec in enumerate(layers):
+        where = f"{key}.{i}"
+        node = {"name": spec} if isinstance(spec, str) else spec
+        if not isinstance(node, dict) or not isinstance(node.get("name"), str):
+            raise ConfigError(f"{where}: expected a registered name or {{name: ..., **kwargs}}, "
+                              f"got {spec!r}")
+        kind = spec_kind(node["name"])
+        if kind is None:
+            raise ConfigError(f"{where}: {unknown_name_message(node['name'])}")
+        try:
+            cls = registry(kind).get(node["name"])
+        except (UnknownComponentError, PluginError) as error:
+            raise ConfigError(f"{where}: {error}") from error
+        params = inspect.signature(cls).parameters
+        valid = [k for k in params if k not in ("self", "args", "kwargs")]
+        accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
+        kwargs = {k: v for k, v in node.items() if k != "name"}
+        for arg in kwargs:
+            if arg not in params and not accepts_any:
+                close = difflib.get_close_matches(arg, valid, n=1)
+                hint = f"; did you mean {close[0]!r}? Valid" if close else "; valid"
+                raise ConfigError(f"{where}.{arg}: {node['name']!r} takes no argument {arg!r}"
+                                  f"{hint}: {', '.join(valid) or 'none'}")
+        if isinstance(cls, type) and issubclass(cls, Block) and "layers" in kwargs:
+            check_layers(kwargs["layers"], f"{where}.layers")
+        try:
+            cls(**kwargs)
+        except (ValueError, TypeError) as error:
+            arg = _guess_key(error, kwargs)
+            raise ConfigError(f"{where}{'' if arg == 'name' else '.' + arg}: {error}") from error
+    return list(layers)
+
+
 def check_mlp(model: dict) -> dict:
     """The mlp model node: hidden sizes, activations, initializer, dropout, bias."""
     hidden = model.get("hidden", [])
@@ -208,6 +255,8 @@ def check_mlp(model: dict) -> dict:
 MODEL_TYPES = {
     "mlp": (("name", "hidden", "activation", "output_activation", "initializer", "bias",
              "dropout", "in_features", "out_features"), check_mlp),
+    "sequential": (("name", "layers"),
+                   lambda model: {**model, "layers": check_layers(model.get("layers"))}),
 }
 
 

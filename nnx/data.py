@@ -1,7 +1,8 @@
 """Datasets: a checked container, preprocessing and a minibatch iterator.
 
-Conventions: x is ``(n, features)`` floating point; classification labels are int64 ``(n,)``
-in ``[0, n_classes)``; regression targets are float ``(n, k)``.
+Conventions: x is ``(n, features)`` floating point (or ``(n, *sample_shape)``, see
+``Dataset.shaped``); classification labels are int64 ``(n,)`` in ``[0, n_classes)``;
+regression targets are float ``(n, k)``.
 
 The sources that make datasets (``DatasetSource`` and the built-ins) are in ``nnx.datasets``;
 the IDX file format in ``nnx.idx``. Only NumPy and the standard library are imported here.
@@ -22,10 +23,13 @@ TASKS = ("classification", "regression")
 class Dataset:
     """A training split and an optional test split, checked when built.
 
-    x_train, x_test: (n, features) floating point, finite.
+    x_train, x_test: (n, features) floating point, finite; or (n, *sample_shape).
     y_train, y_test: int64 labels (n,) in [0, n_classes) for classification;
                      float targets (n, k) for regression (n_classes is then None).
     The test split is None when the source has none.
+    sample_shape: what one sample is, e.g. (1, 28, 28) for an image with one channel; x is kept
+                  flat (n, features) as the MLP takes it, and ``shaped()`` gives it in this
+                  shape for networks built from it. Default: x's own, (features,) when flat.
     """
 
     name: str
@@ -35,6 +39,7 @@ class Dataset:
     y_test: np.ndarray | None = None
     task: str = "classification"
     n_classes: int | None = None
+    sample_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -53,16 +58,46 @@ class Dataset:
         self.y_train = self._check("train", self.x_train, self.y_train)
         if self.x_test is not None:
             self.y_test = self._check("test", self.x_test, self.y_test)
-            if self.x_test.shape[1] != self.x_train.shape[1]:
-                raise ValueError(f"dataset {self.name!r}: x_test has {self.x_test.shape[1]} "
-                                 f"features but x_train has {self.x_train.shape[1]}")
+            if self.x_test.shape[1:] != self.x_train.shape[1:]:
+                what = (f"{self.x_test.shape[1]} features but x_train has {self.x_train.shape[1]}"
+                        if self.x_train.ndim == 2 else f"samples of shape {self.x_test.shape[1:]} "
+                        f"but x_train has {self.x_train.shape[1:]}")
+                raise ValueError(f"dataset {self.name!r}: x_test has {what}")
+        self._check_sample_shape()
+
+    def _check_sample_shape(self) -> None:
+        shape = self.x_train.shape[1:] if self.sample_shape is None else self.sample_shape
+        try:
+            shape = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            shape = ()
+        fits = bool(shape) and all(d > 0 for d in shape) and (
+            self.x_train.shape[1:] == shape
+            or self.x_train.ndim == 2 and math.prod(shape) == self.x_train.shape[1])
+        if not fits:
+            raise ValueError(f"dataset {self.name!r}: sample_shape {self.sample_shape!r} does not "
+                             f"fit x_train of shape {self.x_train.shape}")
+        self.sample_shape = shape
+
+    def shaped(self) -> Dataset:
+        """This dataset with x as (n, *sample_shape) (views, no copies)."""
+        return self._reshaped(self.sample_shape)
+
+    def flat(self) -> Dataset:
+        """This dataset with x as (n, features) (views where possible)."""
+        return self._reshaped((self.n_features,))
+
+    def _reshaped(self, shape) -> Dataset:
+        x_test = None if self.x_test is None else self.x_test.reshape(len(self.x_test), *shape)
+        return dataclasses.replace(self, x_train=self.x_train.reshape(len(self.x_train), *shape),
+                                   x_test=x_test)
 
     def _check(self, split: str, x, y) -> np.ndarray:
         """Check one split; returns y as the task wants it (int64 labels or float targets)."""
         where = f"dataset {self.name!r}"
-        if not isinstance(x, np.ndarray) or x.ndim != 2:
-            raise ValueError(f"{where}: x_{split} must be a 2-D array (n, features), "
-                             f"got shape {np.shape(x)}")
+        if not isinstance(x, np.ndarray) or x.ndim < 2:
+            raise ValueError(f"{where}: x_{split} must be a 2-D array (n, features) (or "
+                             f"(n, *sample_shape)), got shape {np.shape(x)}")
         if x.dtype.kind != "f":
             raise ValueError(f"{where}: x_{split} must be floating point, got {x.dtype}")
         y = np.asarray(y)
@@ -92,7 +127,8 @@ class Dataset:
 
     @property
     def n_features(self) -> int:
-        return self.x_train.shape[1]
+        """Values per sample (the size of sample_shape)."""
+        return math.prod(self.x_train.shape[1:])
 
     @property
     def n_outputs(self) -> int:

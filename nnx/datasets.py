@@ -229,7 +229,7 @@ class Digits(DatasetSource):
         n_test = math.ceil(self.test_fraction * len(y))  # rounds as train_test_split does
         test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
         return Dataset(self.name, x[train], y[train].astype(np.int64), x[test],
-                       y[test].astype(np.int64), "classification", 10)
+                       y[test].astype(np.int64), "classification", 10, sample_shape=(1, 8, 8))
 
 
 # -- Fashion-MNIST -----------------------------------------------------------------------------
@@ -356,7 +356,8 @@ class FashionMNIST(DatasetSource):
         x_test, y_test = self._read_pair(files["x_test"], files["y_test"], dt)
         if self.limit_train:  # copies, so that the rest of the training set is freed
             x_train, y_train = x_train[: self.limit_train].copy(), y_train[: self.limit_train]
-        return Dataset(self.name, x_train, y_train, x_test, y_test, "classification", 10)
+        return Dataset(self.name, x_train, y_train, x_test, y_test, "classification", 10,
+                       sample_shape=(1, 28, 28))
 
     @staticmethod
     def _read_pair(images_path: Path, labels_path: Path,
@@ -394,7 +395,7 @@ class MNIST1D(DatasetSource):
         dt = _float_dtype(dtype)
         x, y, x_test, y_test = _mnist1d_arrays(self.seed)
         return Dataset(self.name, x.astype(dt), y.astype(np.int64), x_test.astype(dt),
-                       y_test.astype(np.int64), "classification", 10)
+                       y_test.astype(np.int64), "classification", 10, sample_shape=(1, 40))
 
 
 @functools.lru_cache(maxsize=2)

@@ -24,7 +24,7 @@ import numpy as np
 
 from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config, check_metrics
 from nnx.metrics import objective_source
-from nnx.network import mlp
+from nnx.network import Network, mlp
 from nnx.pruning import trial_callbacks
 from nnx.tracking import NullTracker, Tracker
 from nnx.trainer import EarlyStopping, TrainConfig, Trainer
@@ -217,6 +217,38 @@ def make_tracker(cfg: dict) -> Tracker:
     raise ConfigError(f"tracking.name: expected 'mlflow' or 'none', got {tracking['name']!r}")
 
 
+def build_network(model: dict, ds, out_features: int, rng, dtype):
+    """The network ``model`` describes for ``ds``, and ``ds`` in the shape it takes.
+
+    ``model=sequential``: ``model.layers`` built from the dataset's sample shape, x given as
+    (n, *sample_shape); its output must fit the loss. ``model=mlp`` (the short form): dense
+    layers on flat x, (n, features), exactly as before shapes.
+    """
+    if model.get("name") == "sequential":
+        try:
+            network = Network(model["layers"], in_shape=ds.sample_shape, rng=rng, dtype=dtype)
+        except ValueError as error:
+            raise ConfigError(f"model.layers: {error} (dataset {ds.name!r}: samples of shape "
+                              f"{ds.sample_shape})") from error
+        if network.out_shape != (out_features,):
+            last = f"model.layers.{len(model['layers']) - 1}"
+            raise ConfigError(
+                f"model.layers: the network's output is (n, {', '.join(map(str, network.out_shape))})"
+                f" but dataset {ds.name!r} with this loss needs (n, {out_features}); end with a "
+                f"dense layer of {out_features} units (e.g. {last}.units={out_features} when the "
+                "last layer is dense)")
+        return network, ds.shaped()
+    for key, expected in (("in_features", ds.n_features), ("out_features", out_features)):
+        if model.get(key) is not None and model[key] != expected:
+            raise ConfigError(
+                f"model.{key}: the model has {model[key]} but dataset {ds.name!r} needs "
+                f"{expected}; remove model.{key} (it is inferred) or pick another dataset")
+    network = mlp(ds.n_features, model["hidden"], out_features, activation=model["activation"],
+                  output_activation=model["output_activation"], initializer=model["initializer"],
+                  bias=model["bias"], dropout=model.get("dropout", 0.0), rng=rng, dtype=dtype)
+    return network, ds.flat()
+
+
 def build(cfg: dict):
     """Check ``cfg``, load data and build every component; returns a ready Trainer and data."""
     check_config(cfg)
@@ -231,13 +263,7 @@ def build(cfg: dict):
     check_output(cfg, loss)
     ds = load_data(cfg, data_rng, dtype)
     check_metrics(cfg, ds.task)
-    model = cfg["model"]
     out_features = output_size(ds, loss)
-    for key, expected in (("in_features", ds.n_features), ("out_features", out_features)):
-        if model.get(key) is not None and model[key] != expected:
-            raise ConfigError(
-                f"model.{key}: the model has {model[key]} but dataset {ds.name!r} needs "
-                f"{expected}; remove model.{key} (it is inferred) or pick another dataset")
     tcfg = cfg["trainer"]
     n_train = len(ds.x_train) - validation_size(cfg, ds)
     if tcfg["batch_size"] > n_train:
@@ -247,9 +273,7 @@ def build(cfg: dict):
         raise ConfigError(f"trainer.batch_size: {tcfg['batch_size']} is larger than the "
                           f"{n_train} training samples{carved}; use 0 for full batch")
     check_training_memory(cfg, ds.n_features, out_features, n_train, optimizer)
-    network = mlp(ds.n_features, model["hidden"], out_features, activation=model["activation"],
-                  output_activation=model["output_activation"], initializer=model["initializer"],
-                  bias=model["bias"], dropout=model.get("dropout", 0.0), rng=init_rng, dtype=dtype)
+    network, ds = build_network(cfg["model"], ds, out_features, init_rng, dtype)
     callbacks = []
     stopping = tcfg.get("early_stopping") or {}
     if stopping.get("patience", 0) > 0:

@@ -1,11 +1,15 @@
-"""Layers with parameters or train/eval behaviour: Dense and Dropout."""
+"""Layers with parameters or train/eval behaviour: Dense and Dropout.
+
+Shape layers (flatten, reshape) live in ``nnx.shaping``, composite blocks (sequential,
+residual) in ``nnx.blocks``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from nnx.initializers import Initializer
-from nnx.module import Module
+from nnx.module import Module, as_shape
 
 
 def _initializer(spec: str | Initializer) -> Initializer:
@@ -41,13 +45,20 @@ class Dense(Module):
         # and skipping it saves the largest matrix product of a step.
         self.propagate = True
 
-    def build(self, in_features, rng, dtype):
+    def build(self, in_shape, rng, dtype):
+        in_shape = as_shape(in_shape)
+        if len(in_shape) != 1:
+            raise ValueError(f"{self.name}: expects a 1-D sample shape (features,), got "
+                             f"{tuple(in_shape)}; add a flatten layer before it")
+        in_features = in_shape[0]
         self.params["W"] = _initializer(self.initializer)((in_features, self.units), rng, dtype)
         self.grads["W"] = np.zeros_like(self.params["W"])
+        self.decay["W"] = True
         if self.bias:
             self.params["b"] = _initializer(self.bias_initializer)((1, self.units), rng, dtype)[0]
             self.grads["b"] = np.zeros_like(self.params["b"])
-        return self.units
+            self.decay["b"] = False  # biases are not decayed (common AdamW practice)
+        return (self.units,)
 
     def forward(self, x):
         W = self.params["W"]
@@ -86,9 +97,9 @@ class Dropout(Module):
         self.name = "dropout"
         self._rng = None
 
-    def build(self, in_features, rng, dtype):
+    def build(self, in_shape, rng, dtype):
         self._rng = rng
-        return in_features
+        return as_shape(in_shape)
 
     def forward(self, x):
         if not self.training or self.rate == 0.0:

@@ -25,15 +25,21 @@ class NetworkModel:
         self.network = network
 
     def predict(self, model_input, params: dict | None = None) -> np.ndarray:
-        """Outputs (n, out_features) for inputs (n, in_features): an array, a list of rows,
-        a pandas DataFrame (its columns in order), or a dict holding one such array."""
+        """Outputs (n, *out_shape) for inputs (n, *in_shape): an array, a list of rows, a
+        pandas DataFrame (its columns in order), or a dict holding one such array. A network
+        of N-D samples also takes each sample flattened (a row of in_features values, as a
+        DataFrame holds it), reshaped here to its in_shape."""
         if isinstance(model_input, dict):
             if len(model_input) != 1:
                 raise ValueError(f"expected one input array, got keys {sorted(model_input)}")
             model_input = next(iter(model_input.values()))
         if hasattr(model_input, "to_numpy"):  # pandas DataFrame
             model_input = model_input.to_numpy()
-        return self.network.predict(np.asarray(model_input, dtype=self.network.dtype))
+        x = np.asarray(model_input, dtype=self.network.dtype)
+        shape = self.network.in_shape
+        if len(shape) > 1 and x.ndim == 2 and x.shape[1] == self.network.in_features:
+            x = x.reshape(len(x), *shape)
+        return self.network.predict(x)
 
 
 def _load_pyfunc(data_path: str) -> NetworkModel:

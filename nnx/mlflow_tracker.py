@@ -320,12 +320,12 @@ class MlflowTracker(Tracker):
         from mlflow.models import infer_signature
 
         from nnx import __version__
-        from nnx.network_files import save_network
+        from nnx.network_files import requirements, save_network
 
         if self.dataset is not None:
             example = np.asarray(self.dataset.x_train[:5], dtype=network.dtype)
         else:
-            example = np.zeros((1, network.in_features), dtype=network.dtype)
+            example = np.zeros((1, *network.in_shape), dtype=network.dtype)
         signature = infer_signature(example, network.predict(example))
         with tempfile.TemporaryDirectory(prefix="nnx-model-") as tmp, self._fluent_run():
             data = save_network(network, Path(tmp) / "network")
@@ -333,7 +333,8 @@ class MlflowTracker(Tracker):
                 name=name, loader_module="nnx.mlflow_model", data_path=str(data),
                 signature=signature, input_example=example,
                 # Given, not inferred: inference loads the model in a subprocess (seconds).
-                pip_requirements=[f"nnx=={__version__}", f"numpy=={np.__version__}"])
+                pip_requirements=[f"nnx=={__version__}", f"numpy=={np.__version__}",
+                                  *(f"{d}=={v}" for d, v in requirements(network.specs()).items())])
         return f"runs:/{self.run_id}/{name}"
 
     def log_plots(self, network) -> None:

@@ -1,10 +1,20 @@
 """The contract every layer and activation keeps.
 
-A module maps a batch ``x`` of shape (n, in_features) to (n, out_features) in ``forward`` and,
-in ``backward``, turns dL/d(output) into dL/d(input) (a vector-Jacobian product), filling
-``grads`` on the way. ``params`` and ``grads`` have the same keys; the optimizer sees only
-those two mappings. Gradients are written *in place* (``self.grads["W"][...] = ...``)
-because the network keeps every parameter and gradient in one flat buffer (see network.py).
+A module is built from the per-sample input shape (a tuple, the batch dimension excluded) and
+returns its per-sample output shape: ``build((1, 28, 28), rng, dtype) -> (784,)``. Arrays
+between layers are ``(n, *shape)``. ``forward`` maps a batch x (n, *in_shape) to
+(n, *out_shape) and ``backward`` turns dL/d(output) into dL/d(input) (a vector-Jacobian
+product), filling ``grads`` on the way. ``params`` and ``grads`` have the same keys; the
+optimizer sees only those two mappings. Gradients are written *in place*
+(``self.grads["W"][...] = ...``) because the network keeps every parameter and gradient in one
+flat buffer (see network.py).
+
+``buffers`` hold state that is not trained (running statistics, counters): saved with the
+weights, never seen by the optimizer, updated in place (``self.buffers["mean"][...] = ...``)
+because the network re-points them into a flat buffer of their own too. What they do may
+depend on ``self.training`` (train: batch statistics, buffers updated; eval: buffers used).
+``decay`` says, per key of ``params``, whether weight decay applies: True for weights, False
+for biases and normalisation scales and shifts; a missing key means True.
 
 What ``forward`` and ``backward`` return belongs to the caller: no later call writes into it.
 A module may keep a reference to its own output for backward (``Tanh`` does) only because it
@@ -54,20 +64,40 @@ def all_finite(x: np.ndarray) -> bool:
     return bool(np.isfinite(x.min()) and np.isfinite(x.max()))
 
 
+def as_shape(shape) -> tuple[int, ...]:
+    """A per-sample shape as a tuple of positive ints (an int n is the shape (n,))."""
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(shape)
+    if not shape or not all(isinstance(d, (int, np.integer)) and d > 0 for d in shape):
+        raise ValueError(f"a sample shape is a tuple of positive integers, got {shape!r}")
+    return tuple(int(d) for d in shape)
+
+
+def batch_shape(shape: tuple[int, ...]) -> str:
+    """``(n, 32, 14, 14)``: how messages and the summary write a batch of samples of ``shape``."""
+    return "(" + ", ".join(["n", *map(str, shape)]) + ")"
+
+
 class Module:
     """Base class of layers and activations."""
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.decay: dict[str, bool] = {}
         self.training = True
 
-    def build(self, in_features: int, rng: np.random.Generator, dtype: np.dtype) -> int:
-        """Create parameters for inputs of ``in_features``; return the output feature count.
+    def build(self, in_shape: tuple[int, ...], rng: np.random.Generator,
+              dtype: np.dtype) -> tuple[int, ...]:
+        """Create parameters for samples of ``in_shape``; return the output sample shape.
 
-        Modules without parameters keep the size they are given.
+        Modules without parameters keep the shape they are given. A shape they cannot take
+        is a ValueError naming the layer and the shape (see ``Dense.build``). An int n is
+        taken as the shape (n,), as callers written before shapes pass it.
         """
-        return in_features
+        return as_shape(in_shape)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """y = f(x); cache whatever backward needs."""
@@ -78,9 +108,15 @@ class Module:
         raise NotImplementedError
 
     def train(self, mode: bool = True) -> Module:
-        """Switch training behaviour (dropout) on or off."""
+        """Switch training behaviour (dropout, batch statistics) on or off."""
         self.training = mode
+        for child in self.children():
+            child.train(mode)
         return self
+
+    def children(self) -> list[Module]:
+        """The modules this one is made of (a composite block's layers); none for a leaf."""
+        return []
 
     def eval(self) -> Module:
         return self.train(False)

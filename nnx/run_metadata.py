@@ -23,7 +23,11 @@ NOT_PARAMS = ("tracking", "trainer.checkpoint_dir")
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, object]:
-    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``; lists stay whole values."""
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``; lists stay whole values.
+
+    A list that holds dicts (``model.layers``) is also given item by item, ``model.layers.0.units``,
+    so that a sweep over one layer's argument shows as a param of its own (as Hydra names it).
+    """
     out: dict[str, object] = {}
     for key, value in config.items():
         name = f"{prefix}{key}"
@@ -31,6 +35,8 @@ def flatten(config: dict, prefix: str = "") -> dict[str, object]:
             out.update(flatten(value, name + "."))
         else:
             out[name] = value
+            if isinstance(value, (list, tuple)) and any(isinstance(v, dict) for v in value):
+                out.update(flatten({str(i): v for i, v in enumerate(value)}, name + "."))
     return out
 
 
@@ -99,7 +105,9 @@ def component_tags(config: dict, network=None) -> dict[str, str]:
     if model.get("initializer"):
         wanted.append(("component.initializer.{}", "initializers", str(model["initializer"])))
     if network is not None:
-        for spec in network.specs():
+        from nnx.blocks import all_specs
+
+        for spec in all_specs(network.specs()):
             name = spec["name"]
             short = name.rpartition(":")[2]
             for kind in MODULE_KINDS:

@@ -304,7 +304,7 @@ class Trainer:
             if not (math.isfinite(value) and all_finite(net.flat_grads)):
                 self._check_finite(epoch, i, f"the loss is {value}" if not math.isfinite(value)
                                    else "a gradient is NaN or inf")
-            opt.step(net.params, net.grads)
+            opt.step(net.params, net.grads, net.decay)  # decay: which entries are decayed
             self.step += 1
             if not all_finite(net.flat_params):  # checked before the next forward
                 self._check_finite(epoch, i, "a weight became NaN or inf in the update",

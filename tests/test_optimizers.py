@@ -412,4 +412,5 @@ def test_a_plugin_optimizer_without_its_own_config_still_has_its_rate():
         def update(self, p, g, state):
             p -= self.lr * g
 
-    assert Plain(lr=0.2).config() == {"lr": 0.2, "weight_decay": 0.0, "clip_norm": 0.0}
+    assert Plain(lr=0.2).config() == {"lr": 0.2, "weight_decay": 0.0, "clip_norm": 0.0,
+                                      "decay_all": False}

@@ -359,8 +359,8 @@ def example_site(tmp_path_factory) -> Path:
     return target
 
 
-EXAMPLE_COMPONENTS = {("activations", "mish"), ("losses", "log_cosh"), ("optimizers", "lion"),
-                      ("datasets", "checkerboard")}
+EXAMPLE_COMPONENTS = {("activations", "mish"), ("layers", "rms_norm"), ("losses", "log_cosh"),
+                      ("optimizers", "lion"), ("datasets", "checkerboard")}
 
 
 def test_example_plugin_is_listed(example_site, tmp_path):
@@ -397,12 +397,23 @@ def test_example_plugin_trains_through_nnx_run(example_site, tmp_path):
         assert line in composed
 
 
+def test_example_plugin_layer_trains_in_a_sequential_model(example_site, tmp_path):
+    done = run_python(
+        "-m", "nnx.run", "model=sequential",
+        "model.layers=[{name: dense, units: 16}, rms_norm, relu, {name: dense, units: 2}]",
+        "dataset=moons", "tracking=none", "trainer.epochs=3", f"hydra.run.dir={tmp_path / 'run'}",
+        pythonpath=example_site, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # 2-16 dense, rms_norm's scale and shift (16 each), 16-2 dense
+    assert "dataset moons (400 train, 200 test), 114 parameters" in done.stdout + done.stderr
+
+
 def test_example_plugin_passes_the_kit_and_leaves_cleanly(example_site, on_path):
     from nnx.list import collect
     from nnx.testing import check_component
 
     def example_entries():
-        listing = collect(["activations", "losses", "optimizers", "datasets"])
+        listing = collect(["activations", "layers", "losses", "optimizers", "datasets"])
         return {(c["kind"], c["name"]) for c in listing["components"]
                 if c["distribution"] == "nnx-example-plugin"}
 

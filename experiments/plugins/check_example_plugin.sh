@@ -36,15 +36,15 @@ step "its tests (nnx.testing.check_component on each component, reference values
 PYTHONDONTWRITEBYTECODE=1 "$PY" -m pytest -q -p no:cacheprovider "$PLUGIN/tests"
 
 step "python -m nnx.list: the plugin is listed and loads"
-"$PY" -m nnx.list --kind activations --kind losses --kind optimizers --kind datasets \
+"$PY" -m nnx.list --kind activations --kind layers --kind losses --kind optimizers --kind datasets \
     | grep -E "^(  NAME|[a-z]+ \(|.*$DIST)" || true
 "$PY" -m nnx.list --json > "$work/installed.json"
 "$PY" - "$work/installed.json" "$DIST" <<'PYEOF'
 import json, sys
 listing, dist = json.load(open(sys.argv[1])), sys.argv[2]
 mine = {(c["kind"], c["name"]) for c in listing["components"] if c["distribution"] == dist}
-want = {("activations", "mish"), ("losses", "log_cosh"), ("optimizers", "lion"),
-        ("datasets", "checkerboard")}
+want = {("activations", "mish"), ("layers", "rms_norm"), ("losses", "log_cosh"),
+        ("optimizers", "lion"), ("datasets", "checkerboard")}
 broken = [f for f in listing["failures"] if f["distribution"] == dist]
 if mine != want or broken:
     sys.exit(f"check_example_plugin: listed {sorted(mine)}, expected {sorted(want)}; "
@@ -72,6 +72,12 @@ PYEOF
 "$PY" -m nnx.run experiment=checkerboard trainer.epochs=5 tracking=none \
     hydra.run.dir="$work/run" | grep -E "^nnx checkerboard: dataset checkerboard"
 cd "$here"
+
+step "python -m nnx.run model=sequential: a network with the plugin's layer trains"
+"$PY" -m nnx.run model=sequential \
+    'model.layers=[{name: dense, units: 16}, rms_norm, relu, {name: dense, units: 2}]' \
+    dataset=moons trainer.epochs=5 tracking=none "hydra.run.dir=$work/seqrun" | tee "$work/seqrun.txt"
+grep -q "^nnx .*dataset moons" "$work/seqrun.txt" || { echo "check_example_plugin: no summary line" >&2; exit 1; }
 
 step "uninstall $DIST"
 pip_ uninstall -y -q "$DIST"

@@ -22,18 +22,22 @@ class Lion(Optimizer):
         p = p - lr * (sign(c) + weight_decay * p)
         m = beta2 * m + (1 - beta2) * g
     Every coordinate moves by exactly lr per step (before decay), so lr is 3-10x smaller than
-    AdamW's and weight_decay 3-10x larger. Weight decay is decoupled, as in AdamW.
+    AdamW's and weight_decay 3-10x larger. Weight decay is decoupled, as in AdamW, and skips
+    biases and normalisation scales (the layers' decay flags) unless ``decay_all``.
     """
 
     decoupled_weight_decay = True
 
     def __init__(self, lr: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99,
-                 weight_decay: float = 0.0, clip_norm: float = 0.0) -> None:
-        super().__init__(lr, weight_decay, clip_norm)  # checks lr, weight_decay, clip_norm
+                 weight_decay: float = 0.0, clip_norm: float = 0.0,
+                 decay_all: bool = False) -> None:
+        # checks lr, weight_decay, clip_norm, decay_all
+        super().__init__(lr, weight_decay, clip_norm, decay_all)
         self.beta1 = _beta("beta1", beta1)
         self.beta2 = _beta("beta2", beta2)
         self._config = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
-                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+                        "weight_decay": self.weight_decay, "clip_norm": self.clip_norm,
+                        "decay_all": self.decay_all}
 
     def init_state(self, p):
         return {"m": np.zeros_like(p), "scratch": np.empty_like(p)}
@@ -44,8 +48,9 @@ class Lion(Optimizer):
         np.subtract(g, m, out=c)
         c *= 1.0 - self.beta1
         c += m  # c = beta1 * m + (1 - beta1) * g
-        if self.weight_decay:
-            p *= 1.0 - self.lr * self.weight_decay
+        # p *= 1 - lr * weight_decay where decay applies (not biases or scales; see nnx's
+        # Optimizer.decay_decoupled): the network's decay flags are honoured as AdamW does.
+        self.decay_decoupled(p)
         np.sign(c, out=c)
         c *= self.lr
         p -= c

@@ -16,11 +16,13 @@ from nnx.testing import check_component, check_loss_gradient, check_module_gradi
 
 from nnx_example_plugin.activations import Mish
 from nnx_example_plugin.data import Checkerboard
+from nnx_example_plugin.layers import RMSNorm
 from nnx_example_plugin.losses import LogCosh
 from nnx_example_plugin.optimizers import Lion
 
 COMPONENTS = [
     ("activations", "mish", Mish),
+    ("layers", "rms_norm", RMSNorm),
     ("losses", "log_cosh", LogCosh),
     ("optimizers", "lion", Lion),
     ("datasets", "checkerboard", Checkerboard),
@@ -74,6 +76,31 @@ def test_mish_gradient_near_its_minimum():
     # the minimum of mish lies near x = -1.19: the gradient changes sign there
     x = np.linspace(-3, 3, 24).reshape(4, 6)
     check_module_gradients(Mish(), x)
+
+
+# -- rms_norm ----------------------------------------------------------------------------------
+def test_rms_norm_by_hand():
+    layer = RMSNorm(eps=0.0 + 1e-12)
+    layer.build((2,), np.random.default_rng(0), np.float64)
+    # rows [3, 4] and [1, -1]: rms 3.5355... = 5/sqrt(2) and 1
+    y = layer.forward(np.array([[3.0, 4.0], [1.0, -1.0]]))
+    np.testing.assert_allclose(y, [[3 * 2**0.5 / 5, 4 * 2**0.5 / 5], [1.0, -1.0]], rtol=1e-10)
+    assert layer.decay == {"g": False, "b": False}  # scales and shifts are not decayed
+
+
+def test_rms_norm_on_3d_samples_in_a_network():
+    from nnx.network import Network
+
+    net = Network(["rms_norm", "flatten", {"name": "dense", "units": 3}], in_shape=(2, 5),
+                  rng=np.random.default_rng(0))
+    assert net.named_params()["0.g"].shape == (5,)
+    check_module_gradients(net, np.random.default_rng(1).normal(size=(4, 2, 5)))
+
+
+@pytest.mark.parametrize("eps", [0, -1.0, "1e-6"])
+def test_rms_norm_rejects_bad_eps(eps):
+    with pytest.raises(ValueError, match="^eps must"):
+        RMSNorm(eps=eps)
 
 
 # -- log_cosh ----------------------------------------------------------------------------------
