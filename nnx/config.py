@@ -269,6 +269,9 @@ def check_model(model: dict) -> dict:
         raise ConfigError(f"model.name: unknown model type {name!r}.{hint} "
                           f"Valid types: {', '.join(MODEL_TYPES)}")
     keys, check = MODEL_TYPES[name]
+    if name == "mlp" and "layers" in model:  # the likeliest mix-up of the two forms
+        raise ConfigError("model.layers: the mlp model is built from model.hidden; for a list "
+                          "of layers use model=sequential")
     check_keys("model", model, f"model {name!r}", keys)
     return check(model)
 

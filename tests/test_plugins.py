@@ -405,7 +405,7 @@ def test_example_plugin_layer_trains_in_a_sequential_model(example_site, tmp_pat
         pythonpath=example_site, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     # 2-16 dense, rms_norm's scale and shift (16 each), 16-2 dense
-    assert "dataset moons (400 train, 200 test), 114 parameters" in done.stdout + done.stderr
+    assert "dataset moons (320 train, 80 validation, 200 test), 114 parameters" in done.stdout + done.stderr
 
 
 def test_example_plugin_passes_the_kit_and_leaves_cleanly(example_site, on_path):

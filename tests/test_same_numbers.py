@@ -23,7 +23,12 @@ FIXTURE = HERE / "fixtures" / "preset_metrics.json"
 CONF = HERE.parent / "conf"
 PRESETS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 TIMINGS = {"samples_per_second"}
-SHRINK = ["debug=default", "tracking=none", "trainer.val_split=0.0", "trainer.progress=false"]
+SHRINK = ["debug=default", "tracking=none", "trainer.val_split=0.0", "trainer.progress=false",
+          "objective=loss"]
+# What must not move: the test set's and the training set's metrics. With val_split=0 the
+# fixture's val_* and objective were the test set's (the old meaning of 0); today 0 means no
+# validation set, so they are not compared (issue 16 changed that on purpose).
+COMPARED = ("test_", "loss", "accuracy", "rmse", "r2", "lr", "grad_norm", "layer")
 
 
 def is_fashion(preset: str) -> bool:
@@ -48,8 +53,10 @@ def test_preset_gives_the_recorded_metrics(preset, small_fashion_dir):
     recorded = json.loads(FIXTURE.read_text())
     assert preset in recorded, f"no recorded metrics for {preset}: record them before changing it"
     now = preset_metrics(preset, small_fashion_dir)
-    assert sorted(now) == sorted(recorded[preset])
-    for key, value in recorded[preset].items():
+    wanted = {k: v for k, v in recorded[preset].items() if k.startswith(COMPARED)}
+    assert any(k.startswith("test_") for k in wanted), f"{preset}: no test metric recorded"
+    assert set(wanted) <= set(now), sorted(set(wanted) - set(now))
+    for key, value in wanted.items():
         assert math.isclose(now[key], value, rel_tol=1e-12, abs_tol=1e-12), (preset, key, now[key],
                                                                                value)
 

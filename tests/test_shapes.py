@@ -281,7 +281,7 @@ def test_without_a_mask_everything_is_decayed_as_before():
 def test_a_sequential_model_trains_from_the_config():
     layers = "model.layers=[{name: dense, units: 16}, relu, {name: dense, units: 2}]"
     cfg = compose(["model=sequential", layers, "dataset=moons", "tracking=none",
-                   "trainer.epochs=3"])
+                   "trainer.epochs=10"])
     result = experiment.train(cfg)
     assert result["trainer"].network.n_params == 2 * 16 + 16 + 16 * 2 + 2
     assert result["metrics"]["test_accuracy"] > 0.7
