@@ -65,6 +65,35 @@ def window_slices(kernel, stride, out) -> list[tuple[tuple[int, ...], tuple[slic
             for k in itertools.product(*(range(ki) for ki in kernel))]
 
 
+def same_shifts(kernel, padding, size) -> list:
+    """For a stride-1 convolution whose output has the input's size ("same" padding,
+    2 * padding = kernel - 1): per kernel offset k, (shift, lo, hi, wraps).
+
+    Offset k reads x at position i + k - p: in the flattened spatial index (h * w) a shift by
+    ``shift`` = sum_a (k_a - p_a) * (step of axis a), so im2col is one contiguous copy and
+    col2im one contiguous add per offset, over runs of h * w values instead of n * c * h runs
+    of w (short rows are what makes the strided form slow: 2.5x measured for col2im of the
+    benchmark's second convolution). Positions i outside [lo, hi) read the padding (zero). A shift along an inner axis would wrap the end of a row into the next:
+    ``wraps`` index (in (c, *kernel, *out) after the batch axis, as (kernel..., spatial...))
+    the positions of cols that read across a row end, which are zero, and which col2im never
+    reads back.
+    """
+    d, total = len(size), int(np.prod(size))
+    steps = [int(np.prod(size[a + 1:])) for a in range(d)]
+    out = []
+    for k in itertools.product(*(range(ki) for ki in kernel)):
+        shift = sum((ka - pa) * st for ka, pa, st in zip(k, padding, steps))
+        wraps = []
+        for a in range(1, d):  # the first spatial axis cannot wrap: it is the outermost
+            sh = k[a] - padding[a]
+            if sh:
+                index = [slice(None)] * d
+                index[a] = slice(size[a] - sh, None) if sh > 0 else slice(None, -sh)
+                wraps.append(tuple(k) + tuple(index))
+        out.append((shift, max(0, -shift), min(total, total - shift), wraps))
+    return out
+
+
 def check_input(name: str, x: np.ndarray, in_shape: tuple[int, ...]) -> None:
     """A batch must be (n, *in_shape): the sample shape the layer was built for."""
     if x.ndim != 1 + len(in_shape) or x.shape[1:] != in_shape:
@@ -110,6 +139,8 @@ class _Conv(Module):
         out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride))
         self._in_shape, self._padded, self._out = (in_c, *size), padded, out
         self._slices = window_slices(self.kernel, self.stride, out)
+        self._shifts = same_shifts(self.kernel, self.padding, tuple(size)) if (
+            set(self.stride) == {1} and out == tuple(size)) else None
         shape = (self.channels, in_c, *self.kernel)
         self.params["W"] = get_initializer(self.initializer)(shape, rng, dtype)
         self.grads["W"] = np.zeros_like(self.params["W"])
@@ -133,9 +164,21 @@ class _Conv(Module):
         self._xp[(slice(None), slice(None)) + inner] = x
         return self._xp
 
-    def forward(self, x):
-        check_input(self.name, x, self._in_shape)
+    def _im2col(self, x: np.ndarray) -> np.ndarray:
+        """cols (n, K, P) of the module docstring, in a buffer kept between steps."""
         d, n = self.spatial, x.shape[0]
+        if self._shifts is not None:  # a stride-1 "same" convolution: see same_shifts
+            cols = self._cols = reuse(self._cols, (n, self._in_shape[0], *self.kernel,
+                                                   *self._out), x.dtype)
+            flat_x = x.reshape(n, x.shape[1], -1)
+            flat = cols.reshape(n, x.shape[1], len(self._shifts), -1)
+            for i, (shift, lo, hi, wraps) in enumerate(self._shifts):
+                flat[:, :, i, lo:hi] = flat_x[:, :, lo + shift:hi + shift]
+                flat[:, :, i, :lo] = 0  # positions whose input lies in the zero padding
+                flat[:, :, i, hi:] = 0
+                for wrap in wraps:
+                    cols[(slice(None), slice(None)) + wrap] = 0
+            return cols.reshape(n, -1, int(np.prod(self._out)))
         axes = tuple(range(2, 2 + d))
         windows = sliding_window_view(self._padded_input(x), self.kernel, axis=axes)
         windows = windows[(slice(None), slice(None)) + tuple(slice(None, None, s)
@@ -145,37 +188,56 @@ class _Conv(Module):
         cols = self._cols = reuse(self._cols, (n, self._in_shape[0], *self.kernel, *self._out),
                                   x.dtype)
         np.copyto(cols, windows.transpose(0, 1, *range(2 + d, 2 + 2 * d), *axes))
-        W = self.params["W"]
-        # (out_c, K) @ (n, K, P) -> (n, out_c, P): already (n, c, *out), so no transpose after.
-        out = np.matmul(W.reshape(W.shape[0], -1), cols.reshape(n, -1, int(np.prod(self._out))))
-        if self.bias:
-            out += self.params["b"][:, None]
-        return out.reshape(n, W.shape[0], *self._out)
+        return cols.reshape(n, -1, int(np.prod(self._out)))
 
-    def backward(self, grad):
-        W, cols = self.params["W"], self._cols
-        n, out_c = grad.shape[:2]
-        W2 = W.reshape(out_c, -1)
-        g = np.ascontiguousarray(grad).reshape(n, out_c, -1)  # (n, out_c, P)
-        cols2 = cols.reshape(n, W2.shape[1], -1)  # (n, K, P)
-        # sum_n g[n] @ cols[n].T: one batched product into scratch, then the sum over samples.
-        self._dW = reuse(self._dW, (n,) + W2.shape, W.dtype)
-        np.matmul(g, cols2.transpose(0, 2, 1), out=self._dW)
-        self.grads["W"][...] = self._dW.sum(axis=0).reshape(W.shape)
-        if self.bias:
-            self.grads["b"][...] = g.sum(axis=(0, 2))
-        if not self.propagate:
-            return None
-        dcols = self._dcols = reuse(self._dcols, cols2.shape, W.dtype)
-        np.matmul(W2.T, g, out=dcols)
-        dcols = dcols.reshape(cols.shape)  # (n, c, *kernel, *out)
-        dxp = np.zeros(grad.shape[:1] + (self._in_shape[0],) + self._padded, W.dtype)
-        for k, where in self._slices:  # col2im: one strided add per kernel offset
+    def _col2im(self, dcols: np.ndarray) -> np.ndarray:
+        """dL/dx from dL/dcols (n, K, P): for each kernel offset, one strided add."""
+        n = dcols.shape[0]
+        if self._shifts is not None:  # a stride-1 "same" convolution: see same_shifts
+            c = self._in_shape[0]
+            for wraps in (w for *_, w in self._shifts):
+                for wrap in wraps:  # never read by a valid position; would wrap into a row
+                    dcols.reshape(self._cols.shape)[(slice(None), slice(None)) + wrap] = 0
+            flat = dcols.reshape(n, c, len(self._shifts), -1)
+            dx = np.zeros((n, c, flat.shape[-1]), dcols.dtype)
+            for i, (shift, lo, hi, _) in enumerate(self._shifts):
+                dx[:, :, lo + shift:hi + shift] += flat[:, :, i, lo:hi]
+            return dx.reshape((n,) + self._in_shape)
+        dcols = dcols.reshape(self._cols.shape)  # (n, c, *kernel, *out)
+        dxp = np.zeros((n, self._in_shape[0]) + self._padded, dcols.dtype)
+        for k, where in self._slices:
             dxp[where] += dcols[(slice(None), slice(None)) + k]
         if not any(self.padding):
             return dxp
         return dxp[(slice(None), slice(None)) + tuple(
             slice(p, p + n) for p, n in zip(self.padding, self._in_shape[1:]))]
+
+    def forward(self, x):
+        check_input(self.name, x, self._in_shape)
+        cols, W = self._im2col(x), self.params["W"]
+        # (out_c, K) @ (n, K, P) -> (n, out_c, P): already (n, c, *out), so no transpose after.
+        out = np.matmul(W.reshape(W.shape[0], -1), cols)
+        if self.bias:
+            out += self.params["b"][:, None]
+        return out.reshape(x.shape[0], W.shape[0], *self._out)
+
+    def backward(self, grad):
+        W = self.params["W"]
+        n, out_c = grad.shape[:2]
+        W2 = W.reshape(out_c, -1)
+        g = np.ascontiguousarray(grad).reshape(n, out_c, -1)  # (n, out_c, P)
+        cols = self._cols.reshape(n, W2.shape[1], -1)  # (n, K, P)
+        # sum_n g[n] @ cols[n].T: one batched product into scratch, then the sum over samples.
+        self._dW = reuse(self._dW, (n,) + W2.shape, W.dtype)
+        np.matmul(g, cols.transpose(0, 2, 1), out=self._dW)
+        self.grads["W"][...] = self._dW.sum(axis=0).reshape(W.shape)
+        if self.bias:
+            self.grads["b"][...] = g.sum(axis=(0, 2))
+        if not self.propagate:
+            return None
+        dcols = self._dcols = reuse(self._dcols, cols.shape, W.dtype)
+        np.matmul(W2.T, g, out=dcols)
+        return self._col2im(dcols)
 
 
 class Conv1D(_Conv):

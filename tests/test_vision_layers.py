@@ -77,6 +77,9 @@ def check_gradients(layer, x, seed=0, tol=1e-6):
 # -- the cases: (class, kwargs, sample shape) ---------------------------------------------------
 CASES = [
     (Conv2D, {"channels": 3, "kernel": 3}, (2, 5, 6)),
+    (Conv2D, {"channels": 3, "kernel": 3, "padding": 1}, (2, 5, 6)),  # "same": the shift path
+    (Conv2D, {"channels": 2, "kernel": (3, 5), "padding": (1, 2)}, (1, 4, 6)),
+    (Conv1D, {"channels": 2, "kernel": 5, "padding": 2}, (2, 6)),
     (Conv2D, {"channels": 2, "kernel": 3, "stride": 2, "padding": 1}, (2, 5, 6)),
     (Conv2D, {"channels": 2, "kernel": (2, 3), "stride": (2, 1), "padding": (1, 0)}, (3, 6, 5)),
     (Conv2D, {"channels": 2, "kernel": 4, "bias": False}, (1, 4, 4)),  # kernel = the whole input
@@ -302,6 +305,7 @@ def torch_check(layer, x, torch_forward, torch_params, rng):
 @pytest.mark.parametrize("kwargs,shape", [
     ({"channels": 4, "kernel": 3}, (3, 8, 8)),
     ({"channels": 4, "kernel": 3, "padding": 1}, (2, 7, 9)),
+    ({"channels": 3, "kernel": (5, 3), "padding": (2, 1)}, (2, 6, 5)),
     ({"channels": 5, "kernel": (3, 2), "stride": (2, 3), "padding": (1, 2)}, (3, 9, 8)),
     ({"channels": 2, "kernel": 5, "stride": 2, "bias": False}, (1, 11, 12)),
 ])
@@ -389,3 +393,19 @@ def test_layer_norm_agrees_with_torch(shape):
     randomise_params(layer, rng)
     torch_check(layer, rng.normal(size=(4, *shape)),
                 lambda x, s, b: F.layer_norm(x, shape, s, b, eps=1e-3), ["scale", "shift"], rng)
+
+
+def test_same_convolution_shortcut_matches_the_strided_form():
+    # A stride-1 "same" convolution takes the flat-shift im2col/col2im (same_shifts); with the
+    # shortcut switched off, the general strided form must give the same numbers.
+    rng = np.random.default_rng(8)
+    x, g = rng.normal(size=(3, 2, 6, 5)), rng.normal(size=(3, 4, 6, 5))
+    results = []
+    for shortcut in (True, False):
+        layer, _ = built(Conv2D, (2, 6, 5), channels=4, kernel=(3, 5), padding=(1, 2))
+        assert layer._shifts is not None
+        if not shortcut:
+            layer._shifts = None
+        results.append((layer.forward(x), layer.backward(g), layer.grads["W"].copy()))
+    for fast, general in zip(*results):
+        np.testing.assert_allclose(fast, general, rtol=1e-13, atol=1e-13)
