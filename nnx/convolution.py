@@ -65,32 +65,31 @@ def window_slices(kernel, stride, out) -> list[tuple[tuple[int, ...], tuple[slic
             for k in itertools.product(*(range(ki) for ki in kernel))]
 
 
-def same_shifts(kernel, padding, size) -> list:
+def same_shifts(kernel, padding, size, dtype) -> list:
     """For a stride-1 convolution whose output has the input's size ("same" padding,
-    2 * padding = kernel - 1): per kernel offset k, (shift, lo, hi, wraps).
+    2 * padding = kernel - 1): per kernel offset k, (shift, lo, hi, keep), for col2im.
 
     Offset k reads x at position i + k - p: in the flattened spatial index (h * w) a shift by
-    ``shift`` = sum_a (k_a - p_a) * (step of axis a), so im2col is one contiguous copy and
-    col2im one contiguous add per offset, over runs of h * w values instead of n * c * h runs
-    of w (short rows are what makes the strided form slow: 2.5x measured for col2im of the
-    benchmark's second convolution). Positions i outside [lo, hi) read the padding (zero). A shift along an inner axis would wrap the end of a row into the next:
-    ``wraps`` index (in (c, *kernel, *out) after the batch axis, as (kernel..., spatial...))
-    the positions of cols that read across a row end, which are zero, and which col2im never
-    reads back.
+    ``shift`` = sum_a (k_a - p_a) * (step of axis a). col2im is then one contiguous add per
+    offset over runs of h * w values, instead of n * c * h runs of w: short rows are what makes
+    the strided form slow (measured: 2x for the benchmark's second convolution; im2col's one
+    strided copy was not helped, so it stays strided). Output positions outside [lo, hi) read
+    the zero padding. A shift along an inner axis would wrap the end of a row into the next:
+    ``keep`` (a 0/1 vector over the output positions, None when nothing wraps) zeroes the
+    positions that read across a row end, which in the strided form read the zero padding.
     """
     d, total = len(size), int(np.prod(size))
     steps = [int(np.prod(size[a + 1:])) for a in range(d)]
+    grid = np.indices(size).reshape(d, -1)  # the coordinates of each output position
     out = []
     for k in itertools.product(*(range(ki) for ki in kernel)):
         shift = sum((ka - pa) * st for ka, pa, st in zip(k, padding, steps))
-        wraps = []
+        inside = np.ones(total, bool)
         for a in range(1, d):  # the first spatial axis cannot wrap: it is the outermost
-            sh = k[a] - padding[a]
-            if sh:
-                index = [slice(None)] * d
-                index[a] = slice(size[a] - sh, None) if sh > 0 else slice(None, -sh)
-                wraps.append(tuple(k) + tuple(index))
-        out.append((shift, max(0, -shift), min(total, total - shift), wraps))
+            read = grid[a] + k[a] - padding[a]
+            inside &= (read >= 0) & (read < size[a])
+        keep = None if inside.all() else inside.astype(dtype)
+        out.append((shift, max(0, -shift), min(total, total - shift), keep))
     return out
 
 
@@ -139,7 +138,7 @@ class _Conv(Module):
         out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride))
         self._in_shape, self._padded, self._out = (in_c, *size), padded, out
         self._slices = window_slices(self.kernel, self.stride, out)
-        self._shifts = same_shifts(self.kernel, self.padding, tuple(size)) if (
+        self._shifts = same_shifts(self.kernel, self.padding, tuple(size), dtype) if (
             set(self.stride) == {1} and out == tuple(size)) else None
         shape = (self.channels, in_c, *self.kernel)
         self.params["W"] = get_initializer(self.initializer)(shape, rng, dtype)
@@ -167,18 +166,6 @@ class _Conv(Module):
     def _im2col(self, x: np.ndarray) -> np.ndarray:
         """cols (n, K, P) of the module docstring, in a buffer kept between steps."""
         d, n = self.spatial, x.shape[0]
-        if self._shifts is not None:  # a stride-1 "same" convolution: see same_shifts
-            cols = self._cols = reuse(self._cols, (n, self._in_shape[0], *self.kernel,
-                                                   *self._out), x.dtype)
-            flat_x = x.reshape(n, x.shape[1], -1)
-            flat = cols.reshape(n, x.shape[1], len(self._shifts), -1)
-            for i, (shift, lo, hi, wraps) in enumerate(self._shifts):
-                flat[:, :, i, lo:hi] = flat_x[:, :, lo + shift:hi + shift]
-                flat[:, :, i, :lo] = 0  # positions whose input lies in the zero padding
-                flat[:, :, i, hi:] = 0
-                for wrap in wraps:
-                    cols[(slice(None), slice(None)) + wrap] = 0
-            return cols.reshape(n, -1, int(np.prod(self._out)))
         axes = tuple(range(2, 2 + d))
         windows = sliding_window_view(self._padded_input(x), self.kernel, axis=axes)
         windows = windows[(slice(None), slice(None)) + tuple(slice(None, None, s)
@@ -195,13 +182,13 @@ class _Conv(Module):
         n = dcols.shape[0]
         if self._shifts is not None:  # a stride-1 "same" convolution: see same_shifts
             c = self._in_shape[0]
-            for wraps in (w for *_, w in self._shifts):
-                for wrap in wraps:  # never read by a valid position; would wrap into a row
-                    dcols.reshape(self._cols.shape)[(slice(None), slice(None)) + wrap] = 0
             flat = dcols.reshape(n, c, len(self._shifts), -1)
             dx = np.zeros((n, c, flat.shape[-1]), dcols.dtype)
-            for i, (shift, lo, hi, _) in enumerate(self._shifts):
-                dx[:, :, lo + shift:hi + shift] += flat[:, :, i, lo:hi]
+            for i, (shift, lo, hi, keep) in enumerate(self._shifts):
+                part = flat[:, :, i, lo:hi]
+                if keep is not None:
+                    part *= keep[lo:hi]  # in place: dcols is this layer's own scratch
+                dx[:, :, lo + shift:hi + shift] += part
             return dx.reshape((n,) + self._in_shape)
         dcols = dcols.reshape(self._cols.shape)  # (n, c, *kernel, *out)
         dxp = np.zeros((n, self._in_shape[0]) + self._padded, dcols.dtype)

@@ -47,12 +47,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # nnx from this checkout even when run from elsewhere
 
-from nnx.activations import ReLU  # noqa: E402  (after the thread settings)
-from nnx.convolution import Conv2D  # noqa: E402
-from nnx.layers import Dense  # noqa: E402
-from nnx.losses import SoftmaxCrossEntropy  # noqa: E402
-from nnx.optimizers import Adam  # noqa: E402
-from nnx.pooling import MaxPool2D  # noqa: E402
+from nnx.activations import ReLU  # (after the thread settings)
+from nnx.convolution import Conv2D
+from nnx.layers import Dense
+from nnx.losses import SoftmaxCrossEntropy
+from nnx.optimizers import Adam
+from nnx.pooling import MaxPool2D
 
 BATCH, CLASSES, LR = 128, 10, 1e-3
 STEPS_PER_EPOCH = -(-60000 // BATCH)  # a Fashion-MNIST epoch: 469 steps
@@ -203,7 +203,7 @@ class TorchCNN:
         loss = torch.nn.functional.cross_entropy(self.model(xt), yt)
         loss.backward()
         self.opt.step()
-        return float(loss)
+        return float(loss.detach())
 
 
 def torch_available() -> bool:
@@ -283,8 +283,8 @@ def breakdown(steps: int) -> dict:
 
 def memory(key: str, steps: int = 10) -> float | None:
     """Peak resident memory (MiB) of a fresh process that builds ``key`` and runs ``steps``."""
-    done = subprocess.run([sys.executable, __file__, "--memory-worker", key, "--steps", str(steps)],
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, __file__, "--memory-worker", key, "--steps",
+                           str(steps)], capture_output=True, text=True, timeout=600, check=False)
     try:
         return float(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -331,8 +331,8 @@ def markdown(result: dict) -> str:
     for name, value in s["ratios_cpu"].items():
         lines.append(f"| {name} | {value:.2f} | {targets.get(name, '')} |")
     b = result["breakdown"]
-    lines += ["", f"Where an nnx step goes (CPU time, {1e3 * b['step']:.1f} ms a step, "
-                  "instrumented run):", "", "| phase | ms | share |", "|---|---:|---:|"]
+    lines += ["", (f"Where an nnx step goes (CPU time, {1e3 * b['step']:.1f} ms a step, "
+                  "instrumented run):"), "", "| phase | ms | share |", "|---|---:|---:|"]
     for name, sec in b["rows"].items():
         lines.append(f"| {name} | {1e3 * sec:.1f} | {100 * sec / b['step']:.0f}% |")
     return "\n".join(lines) + "\n"
