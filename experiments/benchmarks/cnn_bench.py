@@ -296,7 +296,13 @@ def memory_worker(key: str, steps: int) -> None:
     c, data = make(key), batches()
     for i in range(steps):
         c.step(*data[i % len(data)])
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # KiB on Linux
+    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec, so a child of the
+    # (large) benchmark process would report the parent's peak.
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            print(int(line.split()[1]) / 1024)  # kB
+            return
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)  # elsewhere: KiB
 
 
 # -- the report ----------------------------------------------------------------------------------
