@@ -16,6 +16,7 @@ from nnx.initializers import GlorotUniform, HeUniform, fans
 from nnx.normalization import BatchNorm, LayerNorm
 from nnx.pooling import AvgPool1D, AvgPool2D, GlobalAvgPool, MaxPool1D, MaxPool2D
 from nnx.registry import build, registry
+from nnx.testing import numerical_gradient  # central differences (h = 1e-6)
 
 NEW = {"conv1d": Conv1D, "conv2d": Conv2D, "max_pool1d": MaxPool1D, "max_pool2d": MaxPool2D,
        "avg_pool1d": AvgPool1D, "avg_pool2d": AvgPool2D, "global_avg_pool": GlobalAvgPool,
@@ -36,20 +37,6 @@ def distinct(shape, rng):
     return (rng.permutation(size) * 0.01 - size * 0.005 + rng.uniform(0, 1e-3, size)).reshape(shape)
 
 
-def numerical(f, x, h=1e-6):
-    """Central differences of the scalar f() in every entry of x (restored afterwards)."""
-    grad, flat = np.zeros_like(x), x.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + h
-        up = f()
-        flat[i] = old - h
-        down = f()
-        flat[i] = old
-        grad.reshape(-1)[i] = (up - down) / (2 * h)
-    return grad
-
-
 def relative_error(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape, (a.shape, b.shape)
@@ -67,10 +54,10 @@ def check_gradients(layer, x, seed=0, tol=1e-6):
     loss()
     dx = layer.backward(w.copy())
     grads = {k: g.copy() for k, g in layer.grads.items()}
-    err = relative_error(dx, numerical(loss, x))
+    err = relative_error(dx, numerical_gradient(loss, x))
     assert err <= tol, f"{layer.name}: dL/dx relative error {err:.2e}"
     for key, p in layer.params.items():
-        err = relative_error(grads[key], numerical(loss, p))
+        err = relative_error(grads[key], numerical_gradient(loss, p))
         assert err <= tol, f"{layer.name}: dL/d{key} relative error {err:.2e}"
 
 
@@ -302,38 +289,26 @@ def torch_check(layer, x, torch_forward, torch_params, rng):
         np.testing.assert_allclose(layer.grads[key], p.grad.numpy(), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("kwargs,shape", [
-    ({"channels": 4, "kernel": 3}, (3, 8, 8)),
-    ({"channels": 4, "kernel": 3, "padding": 1}, (2, 7, 9)),
-    ({"channels": 3, "kernel": (5, 3), "padding": (2, 1)}, (2, 6, 5)),
-    ({"channels": 5, "kernel": (3, 2), "stride": (2, 3), "padding": (1, 2)}, (3, 9, 8)),
-    ({"channels": 2, "kernel": 5, "stride": 2, "bias": False}, (1, 11, 12)),
+@pytest.mark.parametrize("cls,kwargs,shape", [
+    (Conv2D, {"channels": 4, "kernel": 3}, (3, 8, 8)),
+    (Conv2D, {"channels": 4, "kernel": 3, "padding": 1}, (2, 7, 9)),
+    (Conv2D, {"channels": 3, "kernel": (5, 3), "padding": (2, 1)}, (2, 6, 5)),
+    (Conv2D, {"channels": 5, "kernel": (3, 2), "stride": (2, 3), "padding": (1, 2)}, (3, 9, 8)),
+    (Conv2D, {"channels": 2, "kernel": 5, "stride": 2, "bias": False}, (1, 11, 12)),
+    (Conv1D, {"channels": 4, "kernel": 3}, (3, 10)),
+    (Conv1D, {"channels": 3, "kernel": 5, "padding": 2}, (2, 9)),
+    (Conv1D, {"channels": 3, "kernel": 4, "stride": 3, "padding": 2}, (2, 13)),
 ])
-def test_conv2d_agrees_with_torch(kwargs, shape):
+def test_convolutions_agree_with_torch(cls, kwargs, shape):
     torch = pytest.importorskip("torch")
-    F = torch.nn.functional
+    conv = torch.nn.functional.conv2d if cls is Conv2D else torch.nn.functional.conv1d
     rng = np.random.default_rng(3)
-    layer, _ = built(Conv2D, shape, **kwargs)
+    layer, _ = built(cls, shape, **kwargs)
     randomise_params(layer, rng)
     keys = ["W", "b"] if layer.bias else ["W"]
     torch_check(layer, rng.normal(size=(4, *shape)),
-                lambda x, W, b=None: F.conv2d(x, W, b, stride=layer.stride,
-                                              padding=layer.padding), keys, rng)
-
-
-@pytest.mark.parametrize("kwargs,shape", [
-    ({"channels": 4, "kernel": 3}, (3, 10)),
-    ({"channels": 3, "kernel": 4, "stride": 3, "padding": 2}, (2, 13)),
-])
-def test_conv1d_agrees_with_torch(kwargs, shape):
-    torch = pytest.importorskip("torch")
-    F = torch.nn.functional
-    rng = np.random.default_rng(4)
-    layer, _ = built(Conv1D, shape, **kwargs)
-    randomise_params(layer, rng)
-    torch_check(layer, rng.normal(size=(4, *shape)),
-                lambda x, W, b: F.conv1d(x, W, b, stride=layer.stride, padding=layer.padding),
-                ["W", "b"], rng)
+                lambda x, W, b=None: conv(x, W, b, stride=layer.stride, padding=layer.padding),
+                keys, rng)
 
 
 @pytest.mark.parametrize("cls,kwargs,shape", [

@@ -307,17 +307,19 @@ def memory_worker(key: str, steps: int) -> None:
 
 # -- the report ----------------------------------------------------------------------------------
 def summarise(res: dict) -> dict:
+    """Medians of the step times, and ratios as medians of per-round ratios (with quartiles):
+    a round's contenders ran within seconds of each other, under about the same load."""
     med = {clock: {k: float(np.median(v)) for k, v in res[clock].items()}
            for clock in ("wall", "cpu")}
     out = {"median_step_s": med}
-    for clock, m in med.items():
+    pairs = [("nnx", "floor"), ("nnx", "torch"), ("floor", "torch"), ("nnx", "torch_fused"),
+             ("floor", "torch_fused")]
+    for clock, times in ((c, res[c]) for c in ("wall", "cpu")):
         ratios = {}
-        if "floor" in m:
-            ratios["nnx / floor"] = m["nnx"] / m["floor"]
-        for t in ("torch", "torch_fused"):
-            if t in m:
-                ratios[f"nnx / {t}"] = m["nnx"] / m[t]
-                ratios[f"floor / {t}"] = m["floor"] / m[t]
+        for a, b in pairs:
+            if a in times and b in times:
+                r = np.array(times[a]) / np.array(times[b])
+                ratios[f"{a} / {b}"] = [float(q) for q in np.percentile(r, [25, 50, 75])]
         out[f"ratios_{clock}"] = ratios
     return out
 
@@ -331,11 +333,12 @@ def markdown(result: dict) -> str:
         mem = result["memory_mib"].get(key)
         lines.append(f"| {label} | {1e3 * cpu:.1f} | {1e3 * wall:.1f} | "
                      f"{cpu * STEPS_PER_EPOCH:.1f} | {'-' if mem is None else f'{mem:.0f}'} |")
-    lines += ["", "| ratio (CPU time, medians) | value | target |", "|---|---:|---|"]
+    lines += ["", "| ratio (CPU time, median of per-round ratios) | median | quartiles | target |",
+              "|---|---:|---|---|"]
     targets = {"nnx / torch": "< 1 (faster); at most 1.5", "nnx / floor": "<= 1.6",
                "floor / torch": "< 1: the products alone beat PyTorch's whole step"}
-    for name, value in s["ratios_cpu"].items():
-        lines.append(f"| {name} | {value:.2f} | {targets.get(name, '')} |")
+    for name, (q1, value, q3) in s["ratios_cpu"].items():
+        lines.append(f"| {name} | {value:.2f} | {q1:.2f}-{q3:.2f} | {targets.get(name, '')} |")
     b = result["breakdown"]
     lines += ["", (f"Where an nnx step goes (CPU time, {1e3 * b['step']:.1f} ms a step, "
                   "instrumented run):"), "", "| phase | ms | share |", "|---|---:|---:|"]
