@@ -88,8 +88,12 @@ class _Pool(Module):
 class _MaxPool(_Pool):
     @staticmethod
     def _forward_pass(x, axis, size, stride, out):
-        y = x[_along(axis, x.ndim, 0, stride, out)].copy()
-        for k in range(1, size):
+        if size == 1:
+            return x[_along(axis, x.ndim, 0, stride, out)].copy()
+        # The first two offsets straight into a fresh array: no copy pass before the maxima.
+        y = np.maximum(x[_along(axis, x.ndim, 0, stride, out)],
+                       x[_along(axis, x.ndim, 1, stride, out)])
+        for k in range(2, size):
             np.maximum(y, x[_along(axis, x.ndim, k, stride, out)], out=y)
         return y
 
@@ -122,8 +126,10 @@ class _MaxPool(_Pool):
 class _AvgPool(_Pool):
     @staticmethod
     def _forward_pass(x, axis, size, stride, out):
-        y = x[_along(axis, x.ndim, 0, stride, out)].copy()
-        for k in range(1, size):
+        if size == 1:
+            return x[_along(axis, x.ndim, 0, stride, out)].copy()
+        y = np.add(x[_along(axis, x.ndim, 0, stride, out)], x[_along(axis, x.ndim, 1, stride, out)])
+        for k in range(2, size):
             y += x[_along(axis, x.ndim, k, stride, out)]
         y *= 1.0 / size
         return y

@@ -384,3 +384,23 @@ def test_same_convolution_shortcut_matches_the_strided_form():
         results.append((layer.forward(x), layer.backward(g), layer.grads["W"].copy()))
     for fast, general in zip(*results):
         np.testing.assert_allclose(fast, general, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.slow
+def test_cnn_benchmark_runs_and_reports(tmp_path):
+    # The benchmark script end to end on a couple of steps: its report's shape, never timings.
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "experiments" / "benchmarks" / "cnn_bench.py"
+    done = subprocess.run([sys.executable, str(script), "--rounds", "1", "--steps", "1",
+                           "--skip-torch", "--skip-memory", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "cnn_bench.json").read_text())
+    assert set(result["summary"]["median_step_s"]["cpu"]) == {"nnx", "floor"}
+    assert result["parameters"] == 320 + 18496 + 401536 + 1290
+    assert "im2col (padding + strided copy)" in result["breakdown"]["rows"]
+    assert "| nnx / floor |" in (tmp_path / "cnn_bench.md").read_text()

@@ -347,6 +347,16 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
@@ -366,7 +376,7 @@ def main(argv=None) -> None:
         keys += ["torch", "torch_fused"]
     res = interleaved(keys, args.rounds, args.steps)
     result = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(),
                     "load_average": os.getloadavg(), "python": platform.python_version(),
                     "numpy": np.__version__,
                     "blas": [p.get("internal_api") for p in threadpool_info()]},
