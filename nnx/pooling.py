@@ -21,7 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from nnx.convolution import as_tuple, check_input, sample_shape
+from nnx.convolution import as_config, as_tuple, check_input, sample_shape
 from nnx.module import Module
 
 
@@ -50,7 +50,7 @@ class _Pool(Module):
         super().__init__()
         self.size = as_tuple("size", size, self.spatial, 1)
         self.stride = self.size if stride is None else as_tuple("stride", stride, self.spatial, 1)
-        self._config = {"size": size, "stride": stride}
+        self._config = {"size": as_config(size), "stride": None if stride is None else as_config(stride)}
         self.buffers: dict[str, np.ndarray] = {}
         self.decay: dict[str, bool] = {}
 

@@ -212,6 +212,14 @@ def test_registered_and_built_from_keywords():
         assert type(layer)(**layer.config()).config() == layer.config()  # config rebuilds it
 
 
+def test_kernel_given_as_a_list_as_yaml_gives_it():
+    layer = Conv2D(channels=2, kernel=[3, 5], stride=[1, 2], padding=1)
+    assert layer.kernel == (3, 5) and layer.stride == (1, 2) and layer.padding == (1, 1)
+    assert layer.config()["kernel"] == [3, 5]
+    assert Conv2D(**layer.config()).kernel == (3, 5)
+    assert MaxPool2D(size=[2, 3]).config() == {"size": [2, 3], "stride": None}
+
+
 def test_output_shapes_through_the_benchmark_cnn():
     shape = (1, 28, 28)
     for cls, kwargs in [(Conv2D, {"channels": 32, "kernel": 3, "padding": 1}), (MaxPool2D, {"size": 2}),
