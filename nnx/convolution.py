@@ -235,8 +235,9 @@ class _Conv(Module):
 
 
 class Conv1D(_Conv):
-    """1-D convolution on (n, in_c, length) -> (n, channels, out_length); see the module
-    docstring. out_length = (length + 2 * padding - kernel) // stride + 1.
+    """1-D convolution, (n, in_c, length) -> (n, channels, out_length), by im2col and a product.
+
+    See the module docstring. out_length = (length + 2 * padding - kernel) // stride + 1.
     W: (channels, in_c, kernel), b: (channels,); He-uniform weights by default (ReLU nets)."""
 
     spatial = 1
@@ -246,8 +247,9 @@ class Conv1D(_Conv):
 
 
 class Conv2D(_Conv):
-    """2-D convolution on (n, in_c, h, w) -> (n, channels, out_h, out_w); see the module
-    docstring. out_h = (h + 2 * padding - kernel_h) // stride_h + 1, and so for w.
+    """2-D convolution, (n, in_c, h, w) -> (n, channels, out_h, out_w), by im2col and a product.
+
+    See the module docstring. out_h = (h + 2 * padding - kernel_h) // stride_h + 1, and so w.
     W: (channels, in_c, kernel_h, kernel_w), b: (channels,); He-uniform weights by default."""
 
     spatial = 2
