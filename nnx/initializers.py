@@ -1,11 +1,39 @@
-"""Weight initializers: ``init(shape, rng, dtype)`` draws an array of ``shape = (fan_in, fan_out)``.
+"""Weight initializers: ``init(shape, rng, dtype)`` draws an array of ``shape``.
 
-Randomness comes only from the ``numpy.random.Generator`` passed in: no global state.
+The scale of Glorot and He draws depends on a weight's fan-in and fan-out, which ``fans(shape)``
+reads off the shape by one documented rule: a Dense weight is ``(in, out)``, a convolution's
+weight ``(out_channels, in_channels, *kernel)`` (see ``fans``). Randomness comes only from the
+``numpy.random.Generator`` passed in: no global state.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def fans(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(fan_in, fan_out) of a weight of ``shape``: how many inputs feed one output, and back.
+
+    - up to 2-D, a Dense weight ``(in, out)`` (a bias ``(1, units)`` or ``(units,)``):
+      fan_in = shape[0], fan_out = shape[-1];
+    - 3-D and more, a convolution's weight ``(out_channels, in_channels, *kernel)``: one output
+      reads in_channels x kernel area inputs, one input reaches out_channels x kernel area
+      outputs, so fan_in = in_channels * prod(kernel), fan_out = out_channels * prod(kernel)
+      (as in PyTorch's ``_calculate_fan_in_and_fan_out``).
+    """
+    if len(shape) <= 2:
+        return shape[0], shape[-1]
+    area = int(np.prod(shape[2:]))
+    return shape[1] * area, shape[0] * area
+
+
+def get(spec: str | Initializer) -> Initializer:
+    """An initializer from a registered name, or ``spec`` itself when it is one already."""
+    if isinstance(spec, Initializer):
+        return spec
+    from nnx.registry import build
+
+    return build("initializers", spec)
 
 
 class Initializer:
@@ -18,7 +46,7 @@ class Initializer:
     random: bool = True
 
     def __call__(self, shape: tuple[int, ...], rng: np.random.Generator, dtype=np.float64):
-        fan_in, fan_out = shape[0], shape[-1]
+        fan_in, fan_out = fans(tuple(shape))
         return np.asarray(self.draw(fan_in, fan_out, shape, rng), dtype=dtype)
 
     def draw(self, fan_in, fan_out, shape, rng):
