@@ -2,8 +2,8 @@
 
 A layer is checked inside a one-layer network, the way training uses it (its parameters,
 gradients and buffers re-pointed into the network's flat buffers), on every sample shape it
-accepts among ``SAMPLE_SHAPES`` (and its own ``example_shape`` when it declares one, e.g. a
-convolution's ``(2, 6, 6)``): 1-D, 2-D and 3-D samples. For each: gradients of the input and of
+accepts among ``SAMPLE_SHAPES`` (and its own ``example["in_shape"]`` when it declares one,
+e.g. a convolution's ``(2, 6, 6)``): 1-D, 2-D and 3-D samples. For each: gradients of the input and of
 every parameter against central differences with a random upstream gradient, in training and
 in eval mode (training mode only when the layer is deterministic there: dropout is not);
 float32 and float64 networks (dtype of outputs, gradients and buffers, finite values);
@@ -59,11 +59,11 @@ def check_activation(name, seed: int = 0, **kwargs) -> None:
 
 
 def accepted_shapes(kind: str, name, seed: int = 0, **kwargs) -> list[tuple[int, ...]]:
-    """The sample shapes of ``SAMPLE_SHAPES`` (and the module's ``example_shape``) that the
-    module builds on; a ValueError from ``build`` means "not this shape"."""
+    """The sample shapes of ``SAMPLE_SHAPES`` (and the module's ``example["in_shape"]``) that
+    the module builds on; a ValueError from ``build`` means "not this shape"."""
     cls = component_class(kind, name)
     shapes = list(SAMPLE_SHAPES)
-    example = getattr(cls, "example_shape", None)
+    example = (getattr(cls, "example", None) or {}).get("in_shape")
     if example is not None and tuple(example) not in shapes:
         shapes.insert(0, tuple(example))
     out = []
@@ -124,7 +124,7 @@ def check_layer(name, seed: int = 0, in_shape=None, **kwargs) -> None:
     if not shapes:
         raise AssertionError(f"{label}: builds on none of the sample shapes "
                              f"{', '.join(map(str, SAMPLE_SHAPES))}; declare the one it takes "
-                             "as a class attribute example_shape = (...)")
+                             "as a class attribute example = {\"in_shape\": (...), \"kwargs\": {...}}")
     for shape in shapes:
         rng = np.random.default_rng(seed)
         x = rng.normal(size=(5, *shape))

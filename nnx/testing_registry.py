@@ -40,12 +40,15 @@ def component_label(kind: str, component) -> str:
 def default_instance(kind: str, name, **kwargs):
     """Build ``name`` (a registered name or a class) from its constructor defaults.
 
-    ``kwargs`` are given to the constructor (a dataset's ``data_dir``). Fails when a parameter
-    has neither a default nor a value here (except a layer's ``units`` and ``layers``, given
-    ``LAYER_EXAMPLES``).
+    ``kwargs`` are given to the constructor (a dataset's ``data_dir``), over the class's own
+    ``example["kwargs"]``. Fails when a parameter has neither a default nor a value here (except
+    a layer's ``units`` and ``layers``, given ``LAYER_EXAMPLES``).
     """
     cls = component_class(kind, name)
     name = component_label(kind, name)
+    # A component whose constructor needs arguments declares an ``example`` to be checked with
+    # (``{"kwargs": {"channels": 3, "kernel": 3}, "in_shape": (2, 6, 6)}``); given ones win.
+    kwargs = {**(getattr(cls, "example", None) or {}).get("kwargs", {}), **kwargs}
     required = [p.name for p in inspect.signature(cls).parameters.values()
                 if p.default is inspect.Parameter.empty and p.name not in kwargs
                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
