@@ -2,7 +2,7 @@
 
 ``fixtures/preset_metrics.json`` was recorded with the code from before tensors flowed between
 layers (``python tests/test_same_numbers.py`` rewrites it; do that only for a change that is
-meant to move the numbers, and say so in its commit). ``digits_sequential``, a preset that
+meant to move the numbers, and say so in its commit; ``--new`` records a new preset alone). ``digits_sequential``, a preset that
 issue 13 added, was recorded when it was added. Each preset trains two short epochs
 (``debug=default``) with an explicit ``trainer.val_split=0.0``, so that a change of that
 default elsewhere does not move them; Fashion-MNIST presets read the small IDX files of
@@ -67,8 +67,12 @@ if __name__ == "__main__":  # record the fixture (see the module docstring)
     sys.path.insert(0, str(HERE))
     from idx_files import small_fashion
 
+    # --new: record only the presets the fixture does not hold yet (a preset just added),
+    # leaving every recorded number as it is.
+    out = json.loads(FIXTURE.read_text()) if "--new" in sys.argv[1:] else {}
     with tempfile.TemporaryDirectory() as tmp:
         small_fashion(Path(tmp), n_train=300, n_test=100)
-        out = {preset: preset_metrics(preset, Path(tmp)) for preset in PRESETS}
+        added = {p: preset_metrics(p, Path(tmp)) for p in PRESETS if p not in out}
+    out.update(added)
     FIXTURE.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {FIXTURE}: {', '.join(out)}")
+    print(f"wrote {FIXTURE}: {', '.join(added)}")
