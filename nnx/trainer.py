@@ -238,7 +238,7 @@ class Trainer:
                 self.tracker.log_metrics(logs, step=epoch + 1)
             if cfg.checkpoint_dir and (stopping or (
                     cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0)):
-                self.save_checkpoint()
+                self.tracker.log_checkpoint(self.save_checkpoint())
             if bar is not epochs:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "loss" in k or "acc" in k})
             if signalled is not None:
