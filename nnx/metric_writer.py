@@ -21,7 +21,7 @@ import threading
 import time
 
 from nnx.run_metadata import MAX_METRICS_PER_BATCH, now_ms
-from nnx.store import TrackingError, first_line
+from nnx.store import TrackingError, first_line, short_error
 
 HEARTBEAT_TAG = "nnx.heartbeat"
 
@@ -98,7 +98,7 @@ class MetricWriter:
             except Exception as error:  # noqa: BLE001 - retried, then spooled
                 now = time.monotonic()
                 if self.failure is None:
-                    self.failure = f"{type(error).__name__}: {first_line(error)}"
+                    self.failure = short_error(error)
                 if self._outage_until is None:
                     self._outage_until = now + self.retry_seconds
                 if now + delay > self._outage_until:

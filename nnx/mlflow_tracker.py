@@ -53,6 +53,7 @@ from nnx.store import (
     experiment_name,
     first_line,
     open_store,
+    short_error,
     resolve_uri,
 )
 from nnx.shield import shielded
@@ -82,6 +83,7 @@ class MlflowTracker(Tracker):
         self._finished = False
         self._checkpoint_uploaded: int | None = None  # mtime of the checkpoint last uploaded
         self.spool: Spool | None = None
+        self._store_failed = self._checkpoint_warned = False
         self._warnings: list[str] = []
 
     @classmethod
@@ -194,6 +196,8 @@ class MlflowTracker(Tracker):
         resume = (config.get("trainer") or {}).get("resume")
         if resume:
             tags["nnx.resumed_from"] = str(resume)
+        if getattr(trainer, "resume_changes", None):  # applied on resume: old -> new
+            tags["nnx.resume_changes"] = json.dumps(trainer.resume_changes)
         return {k: clip(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
 
     # -- the Tracker interface --------------------------------------------------------
@@ -267,13 +271,27 @@ class MlflowTracker(Tracker):
         with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
             name = "final.npz" if epoch is None else f"epoch_{epoch:05d}.npz"
             save_snapshot(network, Path(tmp) / name)
-            self.client.log_artifact(self._run(), str(Path(tmp) / name), "weights")
-        if epoch is not None:
-            return
+            with self._store_warning(f"uploading weights/{name}"):
+                self.client.log_artifact(self._run(), str(Path(tmp) / name), "weights")
+        if epoch is not None or self._store_failed:
+            return  # the model and plots wait for no store: the checkpoint has the weights
         if self.settings["log_model"]:
-            self.log_model(network)
+            with self._store_warning("logging the model"):
+                self.log_model(network)
         if self.settings["plots"]:
             self.log_plots(network)
+
+    @contextlib.contextmanager
+    def _store_warning(self, what: str):
+        """A failed upload after training started is a warning, not a failed run: the
+        trained network is in the run's checkpoint and folder."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._store_failed = True
+            message = f"{what} to {self.uri} failed: {short_error(exc)}"
+            self._warnings.append(message)
+            print(f"nnx: warning: {message}", file=sys.stderr)
 
     def log_model(self, network, name: str = "model") -> str:
         """The network as an MLflow pyfunc model, loaded by ``nnx.mlflow_model`` (no pickle);
@@ -341,8 +359,8 @@ class MlflowTracker(Tracker):
             try:
                 step(*args)
             except Exception as exc:  # noqa: BLE001 - keep going: the status must be set
-                problems.append(f"{getattr(step, '__name__', step)}: {type(exc).__name__}: "
-                                f"{first_line(exc)}")
+                problems.append(f"{getattr(step, '__name__', step).strip('_')}: "
+                                f"{short_error(exc)}")
 
         lost = None
         try:
@@ -373,8 +391,7 @@ class MlflowTracker(Tracker):
             self.client.set_terminated(self.run_id, status=status, end_time=now_ms())
         except Exception as exc:  # noqa: BLE001 - kept in the spool instead
             store_down = True
-            problems.append(f"setting the status {status}: {type(exc).__name__}: "
-                            f"{first_line(exc)}")
+            problems.append(f"setting the status {status}: {short_error(exc)}")
             try:
                 self.spool.tags(tags)
                 self.spool.status(status, now_ms())
@@ -383,15 +400,18 @@ class MlflowTracker(Tracker):
                       f"{self.uri} ({first_line(exc)}), nor could that be kept in the spool "
                       f"{self.spool.path} ({first_line(spool_error)}): it stays RUNNING until "
                       "`python -m nnx.runs reap` closes it", file=sys.stderr)
-        for problem in problems:
-            print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
-        if spooled or store_down:
-            what = f"{spooled} metric points" if spooled else "nothing of its metrics"
+        if spooled or store_down:  # one paragraph: the store, what failed, how to recover
+            kept = " and ".join(([f"{spooled} metric points"] if spooled else [])
+                                + (["the final status"] if store_down else []))
+            failed = "; ".join(p.split(":")[0] for p in problems)
             print(f"nnx: warning: the MLflow store {self.uri} failed during this run "
-                  f"({self._writer.failure or problems[-1]}); {what}"
-                  f"{' and its final status' if store_down else ''} could not be written and "
-                  f"{'are' if spooled else 'is'} kept in {self.spool.path}. Once the store "
-                  f"answers: python -m nnx.runs sync {self.spool.path.parent}", file=sys.stderr)
+                  f"({self._writer.failure or problems[-1].partition(': ')[2]}). "
+                  + (f"Not written: {failed}. " if failed else "")
+                  + f"Kept in {self.spool.path}: {kept}. Once the store answers: "
+                  f"python -m nnx.runs sync {self.spool.path.parent}", file=sys.stderr)
+        else:
+            for problem in problems:
+                print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
         if lost is not None:
             raise lost
         if (spooled or store_down) and self.settings["strict"] and status == "FINISHED":
@@ -410,11 +430,12 @@ class MlflowTracker(Tracker):
             self.client.log_artifact(self._run(), str(path), "checkpoints")
             self._checkpoint_uploaded = stamp
         except Exception as exc:  # noqa: BLE001 - a checkpoint upload must not stop training
-            message = (f"uploading checkpoint {path} to {self.uri} failed: "
-                       f"{type(exc).__name__}: {first_line(exc)}")
-            if message not in self._warnings:
+            message = f"uploading checkpoint {path} to {self.uri} failed: {short_error(exc)}"
+            if not self._checkpoint_warned:  # once: the store is down, not each checkpoint
+                self._checkpoint_warned = True
                 self._warnings.append(message)
-                print(f"nnx: warning: {message}", file=sys.stderr)
+                print(f"nnx: warning: {message} (later checkpoints try again)",
+                      file=sys.stderr)
 
     # -- helpers ----------------------------------------------------------------------
     def _run(self) -> str:

@@ -85,7 +85,8 @@ def test_a_server_stopped_mid_run_loses_no_metric(tmp_path, store_template):
         run.send_signal(signal.SIGCONT)
         out, err = run.communicate(timeout=120)
         assert run.returncode == 0, err[-3000:]  # tracking.strict is off
-        assert "kept in" in err and "python -m nnx.runs sync" in err, err[-3000:]
+        assert "metric points and the final status" in err and "python -m nnx.runs sync" in err, \
+        err[-3000:]
         assert "Traceback" not in err, err[-3000:]
         spool = tmp_path / "run" / SPOOL_NAME
         assert spool.is_file()
