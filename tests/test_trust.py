@@ -168,6 +168,10 @@ def test_a_killed_run_is_found_stale_reaped_and_resumed_bit_identically(tmp_path
     poll("nnx.runs shows it STALE", lambda: listed_status(nnx_runs(["--uri", store], capsys),
                                                           run_id) == "STALE",
          timeout=30, every=0.5)
+    from nnx.compare import runs_table
+
+    table = runs_table(experiment="spirals", uri=store)
+    assert table.set_index("run_id").loc[run_id, "status"] == "STALE"  # nnx.compare says so too
     reaped = nnx_runs(["reap", "--uri", store], capsys)
     assert f"KILLED {run_id}" in reaped and "heartbeat lost at" in reaped
     run = client.get_run(run_id)
