@@ -42,6 +42,7 @@ class MetricWriter:
         self._outage_until: float | None = None  # retrying until then; None: the store works
         self.failure: str | None = None  # the first write error of the run, as one line
         self._next_beat = time.monotonic()
+        self.missed_beats = 0
 
     def start(self) -> None:
         with self._cond:
@@ -86,7 +87,7 @@ class MetricWriter:
         try:
             self.client.set_tag(self.run_id, HEARTBEAT_TAG, str(now_ms()))
         except Exception:  # noqa: BLE001 - a heartbeat never fails a run
-            pass
+            self.missed_beats += 1
 
     def _write(self, chunk: list) -> None:
         delay = 0.5

@@ -47,17 +47,17 @@ from nnx.run_metadata import (
     param_text,
     user_name,
 )
+from nnx.shield import shielded
+from nnx.spool import Spool
 from nnx.store import (
     TrackingError,
     experiment_id,
     experiment_name,
     first_line,
     open_store,
-    short_error,
     resolve_uri,
+    short_error,
 )
-from nnx.shield import shielded
-from nnx.spool import Spool
 from nnx.sweep_parent import hydra_job, override_key, sweep_parent
 from nnx.tracking import Tracker
 from nnx.tracking_settings import SETTINGS, check_settings
