@@ -89,7 +89,7 @@ def check_resume(saved: dict, cfg: dict, schedule, trained: int) -> list[dict]:
                 raise ConfigError(
                     f"trainer.epochs: {epochs[0]} -> {epochs[1]} (checkpoint -> this run) is "
                     f"refused: schedule {name} depends on the run's length (epoch {epoch + 1}'s "
-                    f"factor is {a:.6g} over {epochs[0]} epochs but {b:.6g} over {epochs[1]}), so "
+                    f"factor is {a:.10g} over {epochs[0]} epochs but {b:.10g} over {epochs[1]}), so "
                     f"the {trained} epochs trained would not be those of a {epochs[1]}-epoch run. "
                     f"Resume with trainer.epochs={epochs[0]}, or start a new run")
     return applied

@@ -109,6 +109,8 @@ def replay(folder: str | Path, uri: str | None = None) -> dict[str, int]:
 
     from nnx.store import open_store
 
+    # set_terminated prints a server run's URL to stdout unless told not to: sync says enough
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     path = spool_path(folder)
     if not path.is_file():
         raise FileNotFoundError(f"no tracking spool in {folder} (looked for {SPOOL_NAME})")

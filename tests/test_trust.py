@@ -191,3 +191,36 @@ def test_a_killed_run_is_found_stale_reaped_and_resumed_bit_identically(tmp_path
     meta = assert_same_checkpoints(tmp_path / "straight" / "checkpoints" / "last.npz",
                                    tmp_path / "resumed" / "checkpoints" / "last.npz")
     assert meta["epoch"] == target
+
+
+def test_strict_tracking_fails_a_run_whose_record_is_incomplete(tmp_path, store, monkeypatch):
+    """The store goes away after the run started (its client now talks to a port nobody
+    listens on): the points are spooled, tracking.strict makes finish() fail saying how to
+    sync, and a sync into the store brings every point there, once."""
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from nnx.mlflow_tracker import MlflowTracker
+    from nnx.store import TrackingError
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient(store)
+    experiment = client.create_experiment("strict")
+    tracker = MlflowTracker(client, store, experiment, {"retry_seconds": 0.2, "strict": True})
+    config = {"trainer": {"checkpoint_dir": str(tmp_path / "run" / "checkpoints")}}
+    tracker.start(config, None, None)
+    tracker.log_metrics({"loss": 1.0}, step=1)
+    tracker.flush(wait=True)
+    dead = MlflowClient(f"http://127.0.0.1:{free_port()}")
+    tracker.client = tracker._writer.client = dead
+    for step in range(2, 6):
+        tracker.log_metrics({"loss": 1.0 / step, "lr": 0.1}, step=step)
+    with pytest.raises(TrackingError, match=r"tracking.strict: MLflow run .* is incomplete "
+                       r"\(8 metric points spooled, status not set\).*python -m nnx.runs sync"):
+        tracker.finish("FINISHED")
+    assert runs.main(["sync", str(tmp_path / "run"), "--uri", store]) == 0
+    assert runs.main(["sync", str(tmp_path / "run"), "--uri", store]) == 0
+    run = client.get_run(tracker.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["nnx.spooled_points"] == "8"
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "lr")] == [2, 3, 4, 5]
