@@ -43,6 +43,7 @@ class MetricWriter:
         self.failure: str | None = None  # the first write error of the run, as one line
         self._next_beat = time.monotonic()
         self.missed_beats = 0
+        self._closed = False
 
     def start(self) -> None:
         with self._cond:
@@ -62,6 +63,8 @@ class MetricWriter:
         while True:
             with self._cond:
                 while not self._pending:
+                    if self._closed:
+                        return
                     if self.heartbeat_seconds and time.monotonic() >= self._next_beat:
                         break
                     wait = (self._next_beat - time.monotonic() if self.heartbeat_seconds
@@ -71,7 +74,8 @@ class MetricWriter:
                 del self._pending[:len(chunk)]
                 self._busy = True
             try:
-                if self.heartbeat_seconds and time.monotonic() >= self._next_beat:
+                if (self.heartbeat_seconds and not self._closed
+                        and time.monotonic() >= self._next_beat):
                     self._beat()
                 if chunk:
                     self._write(chunk)
@@ -121,6 +125,21 @@ class MetricWriter:
                     f"({self.failure}) and so did keeping them in the spool "
                     f"{getattr(self.spool, 'path', '')} ({type(error).__name__}: "
                     f"{first_line(error)}): they are lost")
+
+    def close(self) -> None:
+        """No more beats; the thread ends once nothing is pending (call after ``drain``)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def abandon(self) -> None:
+        """Stop waiting for the store (a second Ctrl-C at the end of a run): what is queued goes
+        to the spool now, and a write being retried gives up at its next failure."""
+        with self._cond:
+            chunk, self._pending = self._pending, []
+            self._outage_until = time.monotonic()
+        if chunk and self.spool is not None:
+            self.spool.metrics(chunk)
 
     @property
     def spooled(self) -> int:

@@ -349,8 +349,7 @@ class MlflowTracker(Tracker):
         if self.run_id is None or self._finished:
             return
         self._finished = True
-        with shielded(f"the final status ({status}) of MLflow run {self.run_id}"):
-            self._finish(status, error)
+        self._finish(status, error)
 
     def _finish(self, status: str, error: str | None) -> None:
         problems = []
@@ -363,17 +362,25 @@ class MlflowTracker(Tracker):
                                 f"{short_error(exc)}")
 
         lost = None
+        objective = str(self.config.get("objective", "val_loss"))
         try:
             self.flush(True)
+            if status == "FINISHED" and objective in self.latest:
+                step = self.trainer.epoch if self.trainer is not None else 0
+                self._log_now({"objective": self.latest[objective]}, step)
         except TrackingError as exc:  # neither stored nor spooled
             lost = exc
-        objective = str(self.config.get("objective", "val_loss"))
-        if status == "FINISHED" and objective in self.latest:
-            step = self.trainer.epoch if self.trainer is not None else 0
-            try:
-                self._log_now({"objective": self.latest[objective]}, step)
-            except TrackingError as exc:
-                lost = lost or exc
+        except KeyboardInterrupt:  # a second signal while the store is slow: stop waiting
+            self._writer.abandon()
+            print(f"nnx: stopped waiting for {self.uri}; the metric points not yet written are "
+                  f"kept in {self.spool.path}", file=sys.stderr)
+        # A signal from here on would leave the run RUNNING: it waits until the status is
+        # written (every step below is bounded by MLflow's own few retries).
+        with shielded(f"the final status ({status}) of MLflow run {self.run_id}"):
+            self._close(status, error, problems, attempt, lost)
+
+    def _close(self, status: str, error: str | None, problems: list, attempt, lost) -> None:
+        """The end of ``finish``: checkpoint, logs, error, tags, status (or the spool)."""
         attempt(self._log_checkpoint)
         attempt(self._log_job_logs)
         tags = {}
@@ -385,6 +392,7 @@ class MlflowTracker(Tracker):
         if spooled:
             tags["nnx.spooled_points"] = str(spooled)
         store_down = False
+        self._writer.close()  # no heartbeat after the status
         try:
             if tags:
                 self.set_tags(tags)

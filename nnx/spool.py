@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 SPOOL_NAME = "tracking-spool.jsonl"
@@ -30,12 +31,17 @@ class Spool:
     def __init__(self, path: Path, uri: str, run_id: str) -> None:
         self.path, self.uri, self.run_id = Path(path), uri, run_id
         self.points = 0  # metric points spooled by this process
+        self._lock = threading.Lock()  # the writer thread and the main thread both append
 
     @classmethod
     def for_run(cls, folder: str | Path, uri: str, run_id: str) -> Spool:
         return cls(Path(folder) / SPOOL_NAME, uri, run_id)
 
     def _append(self, records: list[dict]) -> None:
+        with self._lock:
+            self._append_unlocked(records)
+
+    def _append_unlocked(self, records: list[dict]) -> None:
         new = not self.path.exists()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = []

@@ -224,3 +224,24 @@ def test_strict_tracking_fails_a_run_whose_record_is_incomplete(tmp_path, store,
     assert run.info.status == "FINISHED" and run.data.tags["nnx.spooled_points"] == "8"
     assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3, 4, 5]
     assert [m.step for m in client.get_metric_history(tracker.run_id, "lr")] == [2, 3, 4, 5]
+
+
+def test_the_final_status_write_is_shielded_from_signals(capsys):
+    """SIGINT and SIGTERM inside the block are reported, not acted on; after it, the handlers
+    in place before are back."""
+    import pytest
+
+    from nnx.shield import shielded
+
+    with shielded("the final status (KILLED) of MLflow run abc"):
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)  # the handlers run here, in the main thread
+        done = True
+    assert done
+    err = capsys.readouterr().err
+    assert "nnx: SIGINT while writing the final status (KILLED) of MLflow run abc: it is " \
+        "written first" in err and "nnx: SIGTERM while writing" in err
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
