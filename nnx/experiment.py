@@ -134,7 +134,7 @@ def build(cfg: dict):
         path = resolve_resume(str(tcfg["resume"]), cfg)
         saved, trained = checkpoint_config(path)
         if saved is not None:  # checkpoints of older nnx versions keep no config
-            trainer.resume_changes = check_resume(saved, cfg, schedule, trained)
+            trainer.resume_changes = check_resume(saved, cfg, schedule, trained, path)
             if trainer.resume_changes:
                 print(f"nnx: resume: {describe(trainer.resume_changes)}", file=sys.stderr)
         trainer.load_checkpoint(path)

@@ -58,7 +58,7 @@ def _text(value) -> str:
     return json.dumps(value)
 
 
-def check_resume(saved: dict, cfg: dict, schedule, trained: int) -> list[dict]:
+def check_resume(saved: dict, cfg: dict, schedule, trained: int, path="the checkpoint") -> list[dict]:
     """The applied changes ``[{key, old, new, from_epoch}]`` of ``cfg`` over the checkpoint's
     config ``saved`` (``trained`` epochs done), or a ConfigError naming every refused one."""
     old, new = flatten(recorded_config(saved)), flatten(recorded_config(cfg))
@@ -76,10 +76,10 @@ def check_resume(saved: dict, cfg: dict, schedule, trained: int) -> list[dict]:
             applied.append({"key": key, "old": before, "new": after, "from_epoch": trained + 1})
     if refused:
         raise ConfigError(
-            "trainer.resume: these settings differ from the checkpoint's (checkpoint -> this "
-            f"run) and cannot change on resume: {'; '.join(refused)}. They shape the data, the "
-            "network or its training so far: resume with the checkpoint's values, or start a "
-            "new run")
+            f"trainer.resume: checkpoint {path} does not match this run in settings that cannot "
+            f"change on resume (checkpoint -> this run): {'; '.join(refused)}. They shape the "
+            "data, the network or its training so far: resume with the checkpoint's values, or "
+            "start a new run")
     epochs = (old.get("trainer.epochs"), new.get("trainer.epochs"))
     if schedule is not None and epochs[0] != epochs[1] and None not in epochs:
         for epoch in range(trained):

@@ -87,7 +87,9 @@ CASES = {
     "resume-missing": (["trainer.resume=/nonexistent/run"],
                        "trainer.resume: '/nonexistent/run' is neither a checkpoint file"),
     "resume-other-architecture": (["trainer.resume={tmp}/other/last.npz"],
-                                  "{tmp}/other/last.npz does not match this run: architecture"),
+                                  ("{tmp}/other/last.npz does not match this run in settings "
+                                   "that cannot change on resume (checkpoint -> this run): "
+                                   "model.hidden: [8] -> [32]")),
     # training that cannot go on
     "divergence": (["optimizer=sgd", "optimizer.lr=1e6", "loss=mse", "trainer.epochs=3"],
                    "training diverged at epoch 1, step "),

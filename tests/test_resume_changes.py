@@ -103,9 +103,9 @@ def test_a_changed_learning_rate_is_applied_and_recorded(tmp_path, store):
 ])
 def test_a_change_that_cannot_apply_is_refused_before_training(tmp_path, change, message):
     train(tmp_path / "first", ["trainer.epochs=2"])
-    with pytest.raises(ConfigError, match=r"trainer.resume: these settings differ from the "
-                       r"checkpoint's \(checkpoint -> this run\) and cannot change on resume: "
-                       + message):
+    with pytest.raises(ConfigError, match=r"trainer.resume: checkpoint .*last.npz does not match "
+                       r"this run in settings that cannot change on resume \(checkpoint -> this "
+                       r"run\): " + message):
         experiment.build(compose([*BASE, change, "trainer.epochs=4",
                                   f"trainer.resume={tmp_path / 'first'}"]))
 
