@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from nnx import metrics as M
+from nnx.heartbeat import is_stale
 
 # Metrics shown in the table (when the runs have them), after the sort metric.
 SHOWN_METRICS = ("objective", "loss", "accuracy", "val_loss", "val_accuracy", "test_loss",
@@ -127,9 +129,12 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
     else:
         shown_params = varied or [c for c in KEY_PARAMS if c in params.columns]
     rows = []
+    now = time.time()
     for run in runs:
         row = {"run_id": run.info.run_id, "run_name": run.info.run_name,
                "status": "PRUNED" if run.data.tags.get("nnx.trial_state") == "pruned"
+               # RUNNING, but its heartbeat stopped: the process died (nnx.runs reap)
+               else "STALE" if is_stale(run, now)
                else run.info.status}  # an Optuna trial stopped early: finished, not a failure
         row.update({p: run.data.params.get(p) for p in shown_params})
         metrics = run.data.metrics

@@ -17,15 +17,18 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config, check_metrics
+from nnx.divergence import DEFAULT_FACTOR, DivergenceGuard
 from nnx.metrics import objective_source
 from nnx.network import Network, mlp
 from nnx.pruning import trial_callbacks
+from nnx.resume_check import check_resume, describe, recorded_config
 from nnx.tracking import NullTracker, Tracker
 from nnx.trainer import EarlyStopping, TrainConfig, Trainer
 
@@ -279,6 +282,9 @@ def build(cfg: dict):
     if stopping.get("patience", 0) > 0:
         callbacks.append(EarlyStopping(**{"monitor": "val_loss", **stopping}))
     callbacks += trial_callbacks(cfg)  # a trial of nnx's Optuna sweeper: report, maybe prune
+    factor = tcfg.get("divergence_factor", DEFAULT_FACTOR)
+    if factor:
+        callbacks.append(DivergenceGuard(factor))  # a loss far past its first value
     config = TrainConfig(epochs=tcfg["epochs"], batch_size=tcfg["batch_size"],
                          shuffle=tcfg.get("shuffle", True), limit_batches=tcfg.get("limit_batches", 0),
                          log_every=tcfg.get("log_every", 1), decision_threshold=loss.decision_threshold,
@@ -288,14 +294,29 @@ def build(cfg: dict):
     trainer = Trainer(network, loss, optimizer, schedule=schedule, config=config, rng=train_rng,
                       task=ds.task)
     trainer.rngs["network"] = init_rng  # dropout masks come from the network's stream
+    trainer.checkpoint_extra = {"config": recorded_config(cfg)}  # what nnx.resume_check reads
     if tcfg.get("resume"):
         path = resolve_resume(str(tcfg["resume"]), cfg)
+        saved, trained = checkpoint_config(path)
+        if saved is not None:  # checkpoints of older nnx versions keep no config
+            trainer.resume_changes = check_resume(saved, cfg, schedule, trained, path)
+            if trainer.resume_changes:
+                print(f"nnx: resume: {describe(trainer.resume_changes)}", file=sys.stderr)
         trainer.load_checkpoint(path)
         if trainer.epoch >= tcfg["epochs"]:
             raise ConfigError(f"trainer.epochs: checkpoint {path} has already trained "
                               f"{trainer.epoch} epochs, so trainer.epochs={tcfg['epochs']} leaves "
                               "nothing to do; raise trainer.epochs to train further")
     return trainer, ds, out_features
+
+
+def checkpoint_config(path) -> tuple[dict | None, int]:
+    """(the config a checkpoint was trained with, or None when it keeps none; its epoch)."""
+    from nnx import checkpoint
+
+    meta = checkpoint.read(path)[0]
+    config = (meta.get("extra") or {}).get("config")
+    return (config if isinstance(config, dict) else None), meta["epoch"]
 
 
 def resolve_resume(value: str, cfg: dict) -> Path:

@@ -20,15 +20,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 
+from nnx.metric_writer import HEARTBEAT_TAG, MetricWriter
 from nnx.plots import RUN_PLOTS
 from nnx.run_metadata import (
     MAX_KEY,
@@ -46,6 +47,8 @@ from nnx.run_metadata import (
     param_text,
     user_name,
 )
+from nnx.shield import shielded
+from nnx.spool import Spool
 from nnx.store import (
     TrackingError,
     experiment_id,
@@ -53,66 +56,11 @@ from nnx.store import (
     first_line,
     open_store,
     resolve_uri,
+    short_error,
 )
 from nnx.sweep_parent import hydra_job, override_key, sweep_parent
 from nnx.tracking import Tracker
 from nnx.tracking_settings import SETTINGS, check_settings
-
-
-class MetricWriter:
-    """Sends metric batches to the store on a background thread, so training does not wait.
-
-    ``log_batch`` costs about 0.1 ms per metric on sqlite (more against a server): a few ms
-    per logged epoch, which a small network's epoch notices. The thread writes while the main
-    thread trains (NumPy and sqlite both release the GIL). ``drain`` waits until everything
-    submitted is stored and re-raises the first error the thread met.
-    """
-
-    def __init__(self, client, run_id: str) -> None:
-        self.client, self.run_id = client, run_id
-        self._pending: list = []
-        self._busy = False
-        self._error: BaseException | None = None
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def submit(self, metrics: list) -> None:
-        with self._cond:
-            self._pending.extend(metrics)
-            if self._thread is None:
-                # A daemon: a process that dies without finish() must not hang on it.
-                self._thread = threading.Thread(target=self._loop, name="nnx-mlflow-writer",
-                                                daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending:
-                    self._cond.wait()
-                chunk = self._pending[:MAX_METRICS_PER_BATCH]
-                del self._pending[:len(chunk)]
-                self._busy = True
-            try:
-                self.client.log_batch(self.run_id, metrics=chunk)
-            except Exception as error:  # noqa: BLE001 - handed to the main thread by drain()
-                with self._cond:
-                    self._error = self._error or error
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def drain(self) -> None:
-        """Block until every submitted metric is written; raise the thread's first error."""
-        with self._cond:
-            while self._pending or self._busy:
-                self._cond.wait()
-            error, self._error = self._error, None
-        if error is not None:
-            raise TrackingError(f"writing metrics to {self.client.tracking_uri} failed: "
-                                f"{type(error).__name__}: {first_line(error)}") from error
 
 
 class MlflowTracker(Tracker):
@@ -133,6 +81,9 @@ class MlflowTracker(Tracker):
         self._snapshotted = 0  # epoch of the last weights snapshot
         self._histogrammed = 0
         self._finished = False
+        self._checkpoint_uploaded: int | None = None  # mtime of the checkpoint last uploaded
+        self.spool: Spool | None = None
+        self._store_failed = self._checkpoint_warned = False
         self._warnings: list[str] = []
 
     @classmethod
@@ -166,7 +117,11 @@ class MlflowTracker(Tracker):
         run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
                                      run_name=self.run_name(config, job))
         self.run_id = run.info.run_id
-        self._writer = MetricWriter(self.client, self.run_id)
+        self.spool = Spool.for_run(self.run_folder(config, job), self.uri, self.run_id)
+        self._writer = MetricWriter(self.client, self.run_id, spool=self.spool, uri=self.uri,
+                                    retry_seconds=float(self.settings["retry_seconds"]),
+                                    heartbeat_seconds=float(self.settings["heartbeat_seconds"]))
+        self._writer.start()  # the heartbeat starts now
         self.log_params(config_params(config))
         with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
             path = Path(tmp) / "config.yaml"
@@ -175,6 +130,15 @@ class MlflowTracker(Tracker):
         hydra_dir = job.get("output_dir", Path("/nonexistent")) / ".hydra"
         if hydra_dir.is_dir():
             self.client.log_artifacts(self.run_id, str(hydra_dir), ".hydra")
+
+    @staticmethod
+    def run_folder(config: dict, job: dict) -> Path:
+        """Where the run's spool goes: Hydra's run folder, else the one above the checkpoints,
+        else the current folder."""
+        if "output_dir" in job:
+            return Path(job["output_dir"])
+        checkpoint_dir = (config.get("trainer") or {}).get("checkpoint_dir")
+        return Path(checkpoint_dir).parent if checkpoint_dir else Path.cwd()
 
     def run_name(self, config: dict, job: dict) -> str | None:
         if self.settings["run_name"]:
@@ -200,6 +164,11 @@ class MlflowTracker(Tracker):
             "nnx.objective": str(config.get("objective", "val_loss")),
             # which set the objective is measured on: val, or train (trainer.val_split=0)
             "nnx.objective_source": objective_source(str(config.get("objective", "val_loss"))),
+            # Who runs it, and the heartbeat `python -m nnx.runs` tells a dead run by.
+            "nnx.host": socket.gethostname(),
+            "nnx.pid": str(os.getpid()),
+            "nnx.heartbeat_seconds": str(self.settings["heartbeat_seconds"]),
+            HEARTBEAT_TAG: str(now_ms()),
         }
         git = git_state()
         if git is not None:
@@ -232,6 +201,8 @@ class MlflowTracker(Tracker):
         resume = (config.get("trainer") or {}).get("resume")
         if resume:
             tags["nnx.resumed_from"] = str(resume)
+        if getattr(trainer, "resume_changes", None):  # applied on resume: old -> new
+            tags["nnx.resume_changes"] = json.dumps(trainer.resume_changes)
         return {k: clip(str(v), MAX_TAG_VALUE) for k, v in tags.items()}
 
     # -- the Tracker interface --------------------------------------------------------
@@ -305,13 +276,27 @@ class MlflowTracker(Tracker):
         with tempfile.TemporaryDirectory(prefix="nnx-mlflow-") as tmp:
             name = "final.npz" if epoch is None else f"epoch_{epoch:05d}.npz"
             save_snapshot(network, Path(tmp) / name)
-            self.client.log_artifact(self._run(), str(Path(tmp) / name), "weights")
-        if epoch is not None:
-            return
+            with self._store_warning(f"uploading weights/{name}"):
+                self.client.log_artifact(self._run(), str(Path(tmp) / name), "weights")
+        if epoch is not None or self._store_failed:
+            return  # the model and plots wait for no store: the checkpoint has the weights
         if self.settings["log_model"]:
-            self.log_model(network)
+            with self._store_warning("logging the model"):
+                self.log_model(network)
         if self.settings["plots"]:
             self.log_plots(network)
+
+    @contextlib.contextmanager
+    def _store_warning(self, what: str):
+        """A failed upload after training started is a warning, not a failed run: the
+        trained network is in the run's checkpoint and folder."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self._store_failed = True
+            message = f"{what} to {self.uri} failed: {short_error(exc)}"
+            self._warnings.append(message)
+            print(f"nnx: warning: {message}", file=sys.stderr)
 
     def log_model(self, network, name: str = "model") -> str:
         """The network as an MLflow pyfunc model, loaded by ``nnx.mlflow_model`` (no pickle);
@@ -363,40 +348,108 @@ class MlflowTracker(Tracker):
     def finish(self, status: str = "FINISHED", error: str | None = None) -> None:
         """Flush, log the objective, the checkpoint and any error, then set the final status.
 
-        Every step is attempted even when an earlier one fails: the status is always set.
+        Every step is attempted even when an earlier one fails: the status is always set, or
+        spooled with the points the store did not take (``nnx.runs sync`` writes them later).
+        A signal arriving meanwhile waits until the status is written (``nnx.shield``).
         """
         if self.run_id is None or self._finished:
             return
         self._finished = True
+        self._finish(status, error)
+
+    def _finish(self, status: str, error: str | None) -> None:
         problems = []
 
         def attempt(step, *args):
             try:
                 step(*args)
             except Exception as exc:  # noqa: BLE001 - keep going: the status must be set
-                problems.append(f"{getattr(step, '__name__', step)}: {type(exc).__name__}: {exc}")
+                problems.append(f"{getattr(step, '__name__', step).strip('_')}: "
+                                f"{short_error(exc)}")
 
-        attempt(self.flush, True)
+        lost = None
         objective = str(self.config.get("objective", "val_loss"))
-        if status == "FINISHED" and objective in self.latest:
-            step = self.trainer.epoch if self.trainer is not None else 0
-            attempt(self._log_now, {"objective": self.latest[objective]}, step)
+        try:
+            self.flush(True)
+            if status == "FINISHED" and objective in self.latest:
+                step = self.trainer.epoch if self.trainer is not None else 0
+                self._log_now({"objective": self.latest[objective]}, step)
+        except TrackingError as exc:  # neither stored nor spooled
+            lost = exc
+        except KeyboardInterrupt:  # a second signal while the store is slow: stop waiting
+            self._writer.abandon()
+            print(f"nnx: stopped waiting for {self.uri}; the metric points not yet written are "
+                  f"kept in {self.spool.path}", file=sys.stderr)
+        # A signal from here on would leave the run RUNNING: it waits until the status is
+        # written (every step below is bounded by MLflow's own few retries).
+        with shielded(f"the final status ({status}) of MLflow run {self.run_id}"):
+            self._close(status, error, problems, attempt, lost)
+
+    def _close(self, status: str, error: str | None, problems: list, attempt, lost) -> None:
+        """The end of ``finish``: checkpoint, logs, error, tags, status (or the spool)."""
         attempt(self._log_checkpoint)
         attempt(self._log_job_logs)
+        tags = {}
         if error is not None or status != "FINISHED":
             attempt(self._log_error, status, error)
         if self._warnings:
-            attempt(self.set_tags, {"nnx.warnings": "\n".join(self._warnings)})
+            tags["nnx.warnings"] = "\n".join(self._warnings)
+        spooled = self._writer.spooled
+        if spooled:
+            tags["nnx.spooled_points"] = str(spooled)
+        store_down = False
+        self._writer.close()  # no heartbeat after the status
         try:
+            if tags:
+                self.set_tags(tags)
             self.client.set_terminated(self.run_id, status=status, end_time=now_ms())
-        except Exception as exc:
-            message = (f"nnx: could not mark MLflow run {self.run_id} as {status} in {self.uri}: "
-                       f"{type(exc).__name__}: {exc}")
-            if status == "FINISHED":
-                raise TrackingError(message) from exc
-            print(message, file=sys.stderr)
-        for problem in problems:
-            print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - kept in the spool instead
+            store_down = True
+            problems.append(f"setting the status {status}: {short_error(exc)}")
+            try:
+                self.spool.tags(tags)
+                self.spool.status(status, now_ms())
+            except OSError as spool_error:
+                print(f"nnx: error: MLflow run {self.run_id} could not be marked {status} in "
+                      f"{self.uri} ({first_line(exc)}), nor could that be kept in the spool "
+                      f"{self.spool.path} ({first_line(spool_error)}): it stays RUNNING until "
+                      "`python -m nnx.runs reap` closes it", file=sys.stderr)
+        if spooled or store_down:  # one paragraph: the store, what failed, how to recover
+            kept = " and ".join(([f"{spooled} metric points"] if spooled else [])
+                                + (["the final status"] if store_down else []))
+            failed = "; ".join(p.split(":")[0] for p in problems)
+            print(f"nnx: warning: the MLflow store {self.uri} failed during this run "
+                  f"({self._writer.failure or problems[-1].partition(': ')[2]}). "
+                  + (f"Not written: {failed}. " if failed else "")
+                  + f"Kept in {self.spool.path}: {kept}. Once the store answers: "
+                  f"python -m nnx.runs sync {self.spool.path.parent}", file=sys.stderr)
+        else:
+            for problem in problems:
+                print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
+        if lost is not None:
+            raise lost
+        if (spooled or store_down) and self.settings["strict"] and status == "FINISHED":
+            raise TrackingError(f"tracking.strict: MLflow run {self.run_id} in {self.uri} is "
+                                f"incomplete ({spooled} metric points spooled"
+                                f"{', status not set' if store_down else ''}); the run itself "
+                                f"trained to the end. Sync it: python -m nnx.runs sync "
+                                f"{self.spool.path.parent}")
+
+    def log_checkpoint(self, path: str | Path) -> None:
+        """Upload a checkpoint as ``checkpoints/last.npz`` as soon as it is written, so that
+        ``trainer.resume=<run id>`` works after a crash; a failed upload is a warning (the
+        file is in the run's folder, and the next checkpoint tries again)."""
+        try:
+            stamp = Path(path).stat().st_mtime_ns
+            self.client.log_artifact(self._run(), str(path), "checkpoints")
+            self._checkpoint_uploaded = stamp
+        except Exception as exc:  # noqa: BLE001 - a checkpoint upload must not stop training
+            message = f"uploading checkpoint {path} to {self.uri} failed: {short_error(exc)}"
+            if not self._checkpoint_warned:  # once: the store is down, not each checkpoint
+                self._checkpoint_warned = True
+                self._warnings.append(message)
+                print(f"nnx: warning: {message} (later checkpoints try again)",
+                      file=sys.stderr)
 
     # -- helpers ----------------------------------------------------------------------
     def _run(self) -> str:
@@ -409,12 +462,13 @@ class MlflowTracker(Tracker):
         self.flush(wait=True)
 
     def _log_checkpoint(self) -> None:
-        """The trainer's last checkpoint as ``checkpoints/last.npz`` (for resume=<run id>)."""
+        """The trainer's last checkpoint as ``checkpoints/last.npz`` (for resume=<run id>),
+        unless that very file was uploaded when it was written."""
         trainer = self.trainer
         if trainer is None or not trainer.config.checkpoint_dir:
             return
         path = Path(trainer.checkpoint_path)
-        if path.is_file():
+        if path.is_file() and path.stat().st_mtime_ns != self._checkpoint_uploaded:
             self.client.log_artifact(self._run(), str(path), "checkpoints")
 
     def _log_job_logs(self) -> None:

@@ -225,3 +225,14 @@ def first_line(error: BaseException) -> str:
     """The first line of an error's message (MLflow's can run to pages), or its type."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def short_error(error: BaseException) -> str:
+    """A store's error in a few words: MLflow wraps a refused connection in a line of 400
+    characters (URL, pool, retries); the OS's reason (``[Errno 111] Connection refused``) is
+    what a reader needs, else the error's type and first line."""
+    text = first_line(error)
+    found = re.search(r"\[Errno -?\d+\] [^\"')(]+", text)
+    if found:
+        return found.group(0).strip()
+    return f"{type(error).__name__}: {text[:300]}"

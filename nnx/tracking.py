@@ -27,6 +27,9 @@ class Tracker:
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         pass
 
+    def log_checkpoint(self, path: str | Path) -> None:
+        """A checkpoint just written (uploaded at once, so a crashed run can be resumed)."""
+
     def log_network(self, network, epoch: int | None = None) -> None:
         """Weights snapshots and the final model; the null tracker drops them."""
 

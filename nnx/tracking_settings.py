@@ -19,6 +19,9 @@ SETTINGS = {
     "log_model": True,
     "flush_seconds": 10.0,
     "timeout": 5.0,
+    "retry_seconds": 120.0,
+    "heartbeat_seconds": 30.0,
+    "strict": False,
 }
 # The pictures tracking.plots picks among, in the order they are drawn (nnx.plots.RUN_PLOTS).
 PLOTS = tuple(RUN_PLOTS)
@@ -35,13 +38,13 @@ def check_settings(tracking: dict) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"tracking.{key}: expected an integer >= 0 (0 = only at the end), "
                               f"got {value!r}")
-    for key in ("flush_seconds", "timeout"):
+    for key in ("flush_seconds", "timeout", "retry_seconds", "heartbeat_seconds"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"tracking.{key}: expected a number of seconds > 0, got {value!r}")
-    if not isinstance(settings["log_model"], bool):
-        raise ConfigError(f"tracking.log_model: expected true or false, got "
-                          f"{settings['log_model']!r}")
+    for key in ("log_model", "strict"):
+        if not isinstance(settings[key], bool):
+            raise ConfigError(f"tracking.{key}: expected true or false, got {settings[key]!r}")
     settings["plots"] = plot_names(settings["plots"])
     return settings
 

@@ -176,6 +176,9 @@ class Trainer:
         self.stop_training = False
         self.stopped_early = ""
         self.last_checkpoint: tuple[str, int] | None = None  # (path, epoch) written or loaded
+        self.initial_loss: float | None = None  # the first batch's, before any update
+        self.checkpoint_extra: dict = {}  # JSON kept in checkpoints (the run's config)
+        self.resume_changes: list[dict] = []  # config changes applied on resume (the record)
 
     # -- evaluation ----------------------------------------------------------------------
     def evaluate(self, x: np.ndarray, y: np.ndarray, prefix: str = "val_") -> dict[str, float]:
@@ -238,7 +241,7 @@ class Trainer:
                 self.tracker.log_metrics(logs, step=epoch + 1)
             if cfg.checkpoint_dir and (stopping or (
                     cfg.checkpoint_every and (epoch + 1) % cfg.checkpoint_every == 0)):
-                self.save_checkpoint()
+                self.tracker.log_checkpoint(self.save_checkpoint())
             if bar is not epochs:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "loss" in k or "acc" in k})
             if signalled is not None:
@@ -270,7 +273,7 @@ class Trainer:
                    if any(not np.isfinite(p).all() for p in layer.params.values())]
             raise NonFiniteError(f"weights of {', '.join(bad)} are NaN or inf after epoch "
                                  f"{self.epoch}; checkpoint {path} was not overwritten")
-        written = checkpoint.save(path, self, self.rngs)
+        written = checkpoint.save(path, self, self.rngs, extra=self.checkpoint_extra)
         self.last_checkpoint = (str(written), self.epoch)
         return written
 
@@ -296,6 +299,8 @@ class Trainer:
                 break
             out = net.forward(xb, check=False)
             value = loss_fn.forward(out, yb)
+            if self.initial_loss is None:  # the scale nnx.divergence compares with
+                self.initial_loss = value
             if classify:  # accuracy on the fly, from the outputs we already have
                 total_correct += int(np.sum(
                     M.labels_from_outputs(out, self.config.decision_threshold)
@@ -337,7 +342,8 @@ class Trainer:
                     float(np.linalg.norm(p.reshape(-1) - before)) / norm if norm > 0 else 0.0)
         return stats
 
-    def _check_finite(self, epoch: int, batch: int, what: str, step_done: bool = False) -> None:
+    def _check_finite(self, epoch: int, batch: int | None, what: str,
+                      step_done: bool = False) -> None:
         """Raise NonFiniteError naming the epoch, step and the layers with NaN or inf."""
         bad = []
         for layer in self.network.layers:
@@ -355,8 +361,9 @@ class Trainer:
         lr = f"optimizer.lr is {configured:g}" + (
             f", {rate:g} in this epoch after the schedule" if rate != configured else "")
         raise NonFiniteError(
-            f"training diverged at epoch {epoch + 1}, step {step} (batch {batch + 1} of the "
-            f"epoch): {what}{where}. Try a lower learning rate ({lr}), gradient clipping "
+            f"training diverged at epoch {epoch + 1}, step {step} ("
+            + ("at the end of the epoch" if batch is None else f"batch {batch + 1} of the epoch")
+            + f"): {what}{where}. Try a lower learning rate ({lr}), gradient clipping "
             f"(optimizer.clip_norm) or standardised inputs.{kept}")
 
 

@@ -188,7 +188,9 @@ CASES = {
     "resume-missing": (["trainer.resume=/nonexistent/run"],
                        "trainer.resume: '/nonexistent/run' is neither a checkpoint file"),
     "resume-other-architecture": (["trainer.resume={tmp}/other/last.npz"],
-                                  "{tmp}/other/last.npz does not match this run: architecture"),
+                                  ("{tmp}/other/last.npz does not match this run in settings "
+                                   "that cannot change on resume (checkpoint -> this run): "
+                                   "model.hidden: [8] -> [32]")),
     "resume-not-a-checkpoint": (["trainer.resume={tmp}/files/garbage.npz"],
                                 ("checkpoint {tmp}/files/garbage.npz is damaged or not an nnx "
                                 "checkpoint")),
