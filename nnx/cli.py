@@ -1,9 +1,10 @@
-"""The ``nnx`` command: ``nnx run|compare|list ARGS`` is ``python -m nnx.<command> ARGS``.
+"""The ``nnx`` command: ``nnx run|compare|list|runs ARGS`` is ``python -m nnx.<command> ARGS``.
 
     nnx run experiment=tutorial              # Hydra's command line, passed through untouched
     nnx run -m optimizer=sgd,adam            #   (-m, --cfg job, --config-dir conf, ...)
     nnx compare --experiment tutorial
     nnx list --kind optimizers
+    nnx runs reap                            # close runs whose heartbeat stopped
 
 Only the chosen command's module is imported (``nnx.run`` loads Hydra, ``nnx.compare`` pandas).
 """
@@ -32,11 +33,18 @@ def _list(argv: list[str]) -> int:
     return main(argv)
 
 
+def _runs(argv: list[str]) -> int:
+    from nnx.runs import main
+
+    return main(argv)
+
+
 # command -> (what runs it, what it does); each command's own --help has the details.
 COMMANDS = {
     "run": (_run, "train: Hydra composes the config from nnx's conf/ (and yours)"),
     "compare": (_compare, "the runs of an experiment or a sweep as a table and plots"),
     "list": (_list, "every registered component, built-in and plugins, and what is broken"),
+    "runs": (_runs, "runs and their status; reap runs whose heartbeat stopped; sync a spool"),
 }
 
 

@@ -32,7 +32,8 @@ TOP_LEVEL_KEYS = ("name", "seed", "dtype", "objective", "print_predictions", "se
 # trainer.* (conf/trainer/default.yaml documents each); early_stopping.* is EarlyStopping's
 # own signature (nnx.trainer), so that node is checked like a component.
 TRAINER_KEYS = ("epochs", "batch_size", "shuffle", "val_split", "limit_batches", "log_every",
-                "progress", "early_stopping", "checkpoint_every", "checkpoint_dir", "resume")
+                "progress", "early_stopping", "checkpoint_every", "checkpoint_dir", "resume",
+                "divergence_factor")
 
 
 class ConfigError(ValueError):
