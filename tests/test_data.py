@@ -233,9 +233,16 @@ def test_digits_split_is_deterministic():
     assert 0.0 == a.x_train.min() and a.x_train.max() == 1.0
     np.testing.assert_array_equal(a.x_test, b.x_test)
     assert not np.array_equal(a.y_test, c.y_test)
-    # every image lands in exactly one split: the class counts add up to the whole set
-    total = np.bincount(a.y_train, minlength=10) + np.bincount(a.y_test, minlength=10)
-    assert total.sum() == 1797 and total.min() >= 170
+    # every image lands in exactly one split, with its own label: the two splits together are
+    # the whole set, row for row (pixels are whole numbers 0..16, scaled by 1/16)
+    from sklearn.datasets import load_digits
+
+    whole = load_digits()
+    ours = np.rint(np.column_stack([np.vstack([a.x_train, a.x_test]) * 16,
+                                    np.concatenate([a.y_train, a.y_test])])).astype(np.int64)
+    theirs = np.column_stack([whole.data, whole.target]).astype(np.int64)
+    np.testing.assert_array_equal(ours[np.lexsort(ours.T[::-1])],
+                                  theirs[np.lexsort(theirs.T[::-1])])
 
 
 # -- IDX files ----------------------------------------------------------------------------------
