@@ -5,6 +5,7 @@ Every test runs ``python -m nnx.run -m ...`` for real, against a store in a temp
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -108,6 +109,74 @@ def test_a_failed_job_leaves_no_run_running(store, tmp_path):
     assert "'nope' is not a metric" in failed.data.tags["error"]
     assert parents[0].info.status == "FAILED"
     assert "the sweep stopped before it ended" in parents[0].data.tags["error"]
+
+
+def closed_sweep(uri: str, jobs: list[tuple[str, float | None]], direction="minimize",
+                 **end) -> tuple:
+    """A parent run opened as the sweep callback opens it, one child per job (status,
+    objective or None) logged as a job logs it, then end_sweep: (client, parent, children)."""
+    from mlflow.tracking import MlflowClient
+
+    from nnx import sweep_parent as sp
+
+    env = sp.start_sweep({"name": "mlflow", "uri": uri}, "closing",
+                         {"objective": "loss", "direction": direction,
+                          "search_space": {"optimizer.lr": "range"}})
+    client = MlflowClient(uri)
+    children = []
+    for i, (status, objective) in enumerate(jobs):
+        run = client.create_run(env[sp.ENV_EXPERIMENT_ID], run_name=f"#{i}", start_time=10 + i,
+                                tags={"mlflow.parentRunId": env[sp.ENV_PARENT_RUN_ID],
+                                      "nnx.overrides": json.dumps([f"optimizer.lr={i / 10}"])})
+        if objective is not None:
+            client.log_metric(run.info.run_id, "objective", objective)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        children.append(run.info.run_id)
+    sp.end_sweep(env, direction, **end)
+    parent = client.get_run(env[sp.ENV_PARENT_RUN_ID])
+    return client, parent, [client.get_run(c) for c in children]
+
+
+def test_a_sweep_with_a_failed_job_closes_its_parent_failed_by_hand(store):
+    # job 1 failed with the best objective of all; job 3 was still running: the parent fails,
+    # the running job is closed as KILLED, and the best is the best *finished* job.
+    _, parent, children = closed_sweep(store, [("FINISHED", 0.4), ("FAILED", 0.01),
+                                                    ("FINISHED", 0.2), ("RUNNING", None)])
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["error"] == "2 of 4 jobs did not finish"
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED", "FINISHED", "KILLED"]
+    assert children[3].data.tags["error"] == "the sweep stopped while this job ran"
+    assert (parent.data.tags["nnx.children"], parent.data.tags["nnx.children.finished"],
+            parent.data.tags["nnx.children.failed"], parent.data.tags["nnx.children.killed"]) \
+        == ("4", "2", "1", "1")
+    assert parent.data.metrics["best_objective"] == 0.2
+    assert parent.data.tags["nnx.best_run_id"] == children[2].info.run_id
+    assert parent.data.params["best.optimizer.lr"] == "0.2"
+
+
+def test_a_sweep_parent_status_and_best_property_over_random_jobs(store):
+    import numpy as np
+
+    rng = np.random.default_rng(20)
+    for trial in range(6):
+        statuses = [str(s) for s in rng.choice(["FINISHED", "FAILED", "KILLED", "RUNNING"],
+                                               size=int(rng.integers(1, 5)),
+                                               p=[0.6, 0.2, 0.1, 0.1])]
+        jobs = [(s, float(rng.integers(0, 9))) for s in statuses]  # ties happen
+        direction = "maximize" if trial % 2 else "minimize"
+        client, parent, children = closed_sweep(store, jobs, direction)
+        assert parent.info.status == ("FINISHED" if set(statuses) == {"FINISHED"} else "FAILED")
+        assert "RUNNING" not in {c.info.status for c in children}
+        finished = [o for s, o in jobs if s == "FINISHED"]
+        if finished:
+            best = max(finished) if direction == "maximize" else min(finished)
+            assert parent.data.metrics["best_objective"] == best
+            best_run = client.get_run(parent.data.tags["nnx.best_run_id"])
+            assert best_run.info.status == "FINISHED"
+            assert best_run.data.metrics["objective"] == best
+        else:
+            assert "best_objective" not in parent.data.metrics
 
 
 LONG_SWEEP = ["experiment=tutorial", "optimizer.lr=0.5,1.0", "trainer.epochs=100000000",
