@@ -146,9 +146,9 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
     # run's, however good. In each group, runs without the metric come last.
     ascending = not M.higher_is_better(metric, direction)
     finished = table["status"] == "FINISHED"
-    table = pd.concat([part.sort_values(metric, ascending=ascending, na_position="last",
-                                        kind="stable") for part in (table[finished],
-                                                                   table[~finished])])
+    groups = (table[finished], table[~finished])
+    table = pd.concat([group.sort_values(metric, ascending=ascending, na_position="last",
+                                         kind="stable") for group in groups])
     table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
     table.attrs.update({"metric": metric, "varied": varied, "ascending": ascending})
     return table
