@@ -184,12 +184,20 @@ LONG_SWEEP = ["experiment=tutorial", "optimizer.lr=0.5,1.0", "trainer.epochs=100
               *QUICK]
 
 
+# Ctrl-C's default action, whatever the test's own process inherited: a shell ignores SIGINT in
+# the commands it starts in the background (`make test &`), and an ignored SIGINT stays ignored
+# across exec, so the sweep would never see it. (Python installs its KeyboardInterrupt handler
+# only where SIGINT is not ignored.) The sweep is exec'ed from a process that resets it.
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
 def start_long_sweep(tmp_path: Path, uri: str) -> subprocess.Popen:
     """Two endless jobs in two loky workers, in a process group of their own (so the test can
     see every process of the sweep, and kill what is left whatever happens); output to files,
     which cannot fill up and block the sweep as an unread pipe can."""
     env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "nnx.run", "-m", *LONG_SWEEP,
+    command = [sys.executable, "-c", DEFAULT_SIGINT, "-m", "nnx.run", "-m", *LONG_SWEEP,
                f"hydra.sweep.dir={tmp_path / 'multirun'}"]
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
