@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 PIP := PIP_FIND_LINKS= $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test data ui bench lint clean
+.PHONY: help install run test mutants data ui bench lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ run: install ## train the default experiment (the classic tutorial network) and 
 
 test: install ## run the whole test suite (tests that need Fashion-MNIST skip, saying so, without it)
 	$(PY) -m pytest -q
+
+mutants: install ## plant each bug of tests/mutants/catalogue.py in turn: killed or survived (minutes)
+	$(PY) tests/mutants/run.py
 
 # Where nnx finds Fashion-MNIST (it looks where the loader looks), or exit 1; never downloads.
 FASHION_FOUND := from nnx.registry import build; \

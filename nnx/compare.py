@@ -6,10 +6,11 @@
     python -m nnx.compare --metric val_accuracy --uri http://127.0.0.1:5000 --out report/
 
 Prints the runs with the params that vary between them and their final metrics, sorted by
-``--metric`` (default: the runs' objective); writes ``runs.csv`` and ``runs.md``, the metric
-against every varied param (``objective_vs_params.png``) and the learning curves of the best
-runs overlaid (``curves_<metric>.png``) into ``--out``. The table alone, as a library call:
-``nnx.compare.runs_table(experiment="xor")``.
+``--metric`` (default: the runs' objective), finished runs first (a run that was killed,
+failed or is still running follows them, marked by its status); writes ``runs.csv`` and
+``runs.md``, the metric against every varied param (``objective_vs_params.png``) and the
+learning curves of the best runs overlaid (``curves_<metric>.png``) into ``--out``. The table
+alone, as a library call: ``nnx.compare.runs_table(experiment="xor")``.
 """
 
 from __future__ import annotations
@@ -146,9 +147,14 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
     if metric not in table:
         raise CompareError(f"--metric: no run has a metric {metric!r}; metrics: "
                            f"{', '.join(sorted({k for r in runs for k in r.data.metrics}))}")
-    # Best first; runs without the metric (failed, killed) last.
+    # Best first among the finished runs; then the runs that did not finish (running, killed,
+    # failed), whose metrics are those of an epoch part-way: not comparable with a finished
+    # run's, however good. In each group, runs without the metric come last.
     ascending = not M.higher_is_better(metric, direction)
-    table = table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
+    finished = table["status"] == "FINISHED"
+    groups = (table[finished], table[~finished])
+    table = pd.concat([group.sort_values(metric, ascending=ascending, na_position="last",
+                                         kind="stable") for group in groups])
     table.index = pd.RangeIndex(1, len(table) + 1, name="rank")
     table.attrs.update({"metric": metric, "varied": varied, "ascending": ascending})
     return table
@@ -160,8 +166,10 @@ def runs_table(experiment: str | None = None, sweep: str | None = None, metric: 
     experiment when neither is given, in the store ``uri`` (default: the project's store).
 
     Columns: run_id, run_name, status, the params that vary between runs (all of them with
-    ``all_params``), the sort metric and the usual final metrics. Rows: best first by ``metric``
-    (default: ``objective``, each run's configured objective). ``table.attrs`` holds
+    ``all_params``), the sort metric and the usual final metrics. Rows: the FINISHED runs best
+    first by ``metric`` (default: ``objective``, each run's configured objective), then the
+    others (RUNNING, KILLED, FAILED) in the same order; a run without the metric is last of
+    its group, with NaN there. ``table.attrs`` holds
     ``metric``, ``varied`` (the varied param names), ``label`` and ``uri``.
     """
     runs, label, default, direction, client = find_runs(experiment, sweep, uri)

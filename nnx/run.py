@@ -31,6 +31,7 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.search_path_plugin import SearchPathPlugin
 from omegaconf import DictConfig, OmegaConf
 
+from nnx import launcher_watch
 from nnx.config import GROUP_KINDS, ConfigError, constructor_defaults
 from nnx.locations import conf_dir, plugin_conf_dirs
 from nnx.registry import PluginError, registry
@@ -114,9 +115,11 @@ def main(cfg: DictConfig) -> float:
         output_dir = Path(HydraConfig.get().runtime.output_dir)
         config["trainer"]["checkpoint_dir"] = str(output_dir / "checkpoints")
     _install_signal_handlers()
+    launcher_watch.watch()  # a sweep's worker stops if its launcher dies without stopping it
     debug = os.environ.get("NNX_DEBUG", "") not in ("", "0")
     try:
-        result = experiment.train(config)
+        with launcher_watch.job():
+            result = experiment.train(config)
     except KeyboardInterrupt as stop:
         print(f"nnx: stopped: {stop or 'interrupted (Ctrl-C)'}; the run is marked KILLED",
               file=sys.stderr)
@@ -233,6 +236,8 @@ def run_command_line(argv: list[str]) -> None:
     check_experiments(argv)
     _check_output_dir(argv)
     _check_group_choices(argv)
+    # Inherited by the sweep's worker processes, which watch it (nnx.launcher_watch).
+    os.environ[launcher_watch.ENV_LAUNCHER_PID] = str(os.getpid())
     # Exit without the interpreter's last garbage collections: with mlflow loaded they walk a
     # million objects, about a second of every tracked run, to free memory that the process's
     # end frees anyway. Frozen objects are skipped. Registered before mlflow is imported, so it

@@ -294,6 +294,10 @@ class Trainer:
         started = time.perf_counter()
         total_loss, total_correct, seen = 0.0, 0, 0
         classify = self.task == "classification" and reported
+        n_batches = len(batches)
+        if self.config.limit_batches:
+            n_batches = min(n_batches, self.config.limit_batches)
+        grad_stats: dict[str, float] = {}
         for i, (xb, yb) in enumerate(batches):
             if self.config.limit_batches and i >= self.config.limit_batches:
                 break
@@ -309,6 +313,10 @@ class Trainer:
             if not (math.isfinite(value) and all_finite(net.flat_grads)):
                 self._check_finite(epoch, i, f"the loss is {value}" if not math.isfinite(value)
                                    else "a gradient is NaN or inf")
+            if reported and i == n_batches - 1:
+                # Before the step: optimizers clip, add weight decay to and use the gradient
+                # buffer as scratch (Adam), so afterwards it holds something else.
+                grad_stats = self._grad_stats()
             opt.step(net.params, net.grads, net.decay)  # decay: which entries are decayed
             self.step += 1
             if not all_finite(net.flat_params):  # checked before the next forward
@@ -322,12 +330,23 @@ class Trainer:
         if classify:  # training accuracy is measured on reported epochs only
             logs["accuracy"] = total_correct / seen
         if reported:
+            logs.update(grad_stats)
             logs.update(self._weight_stats(start_weights))
         return logs
 
-    def _weight_stats(self, start_weights: np.ndarray) -> dict[str, float]:
-        """Per-layer weight norm, last gradient norm and update/weight ratio over the epoch."""
+    def _grad_stats(self) -> dict[str, float]:
+        """Norms of the loss's gradient, whole and per layer weight ``W``, as backward left it
+        (before clipping and weight decay)."""
         stats = {"grad_norm": float(np.linalg.norm(self.network.flat_grads))}
+        for i, layer in enumerate(self.network.layers):
+            if "W" in layer.grads:
+                stats[f"layer{i}.grad_norm"] = float(np.linalg.norm(layer.grads["W"]))
+        return stats
+
+    def _weight_stats(self, start_weights: np.ndarray) -> dict[str, float]:
+        """Per-layer weight norm and update/weight ratio over the epoch (with the last batch's
+        gradient norms from ``_grad_stats``)."""
+        stats = {}
         offset = 0
         for i, layer in enumerate(self.network.layers):
             for key, p in layer.params.items():
@@ -337,7 +356,6 @@ class Trainer:
                     continue
                 norm = float(np.linalg.norm(p))
                 stats[f"layer{i}.weight_norm"] = norm
-                stats[f"layer{i}.grad_norm"] = float(np.linalg.norm(layer.grads[key]))
                 stats[f"layer{i}.update_ratio"] = (
                     float(np.linalg.norm(p.reshape(-1) - before)) / norm if norm > 0 else 0.0)
         return stats

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,26 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"$NNX_REQUIRE_FASHION_MNIST is set, but {reason}")
     for item in marked:
         item.add_marker(pytest.mark.skip(reason=reason))
+
+
+# -- no process of the suite outlives it ----------------------------------------------------------
+# Every process a test starts inherits this marker (tests pass os.environ on to subprocesses), so
+# one left running after the session (a sweep's worker, a server) is found by it, whoever its
+# parent has become.
+SESSION_MARKER = ("NNX_TEST_SESSION", str(os.getpid()))
+os.environ.setdefault(*SESSION_MARKER)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import processes
+
+    if os.environ.get(SESSION_MARKER[0]) != SESSION_MARKER[1]:
+        return  # a pytest run inside a test: the outer session checks
+    try:
+        processes.wait_gone(lambda: processes.carrying(*SESSION_MARKER), 30,
+                            "processes started by the tests")
+    except AssertionError as left:
+        for pid in processes.carrying(*SESSION_MARKER):
+            os.kill(pid, signal.SIGKILL)
+        session.config.get_terminal_writer().line(f"\nFAILED: {left} (killed now)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import small_disk
 
 from nnx import checkpoint, experiment
 from nnx.checkpoint import CheckpointError
@@ -110,55 +111,78 @@ def test_checkpoint_is_plain_npz_with_json_and_no_pickle(good):
 
 
 # -- writing: atomic, and failures keep the previous checkpoint -----------------------------
-def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path, monkeypatch):
-    trainer = trained(tmp_path)
-    path = tmp_path / "last.npz"
+def write_fails_on_a_full_disk(folder: Path) -> None:
+    """(Runs in a child process where ``folder`` is a small tmpfs; see small_disk.)"""
+    trainer = trained(folder)
+    path = folder / "last.npz"
     before = path.read_bytes()
-
-    def disk_full(f, **arrays):
-        f.write(b"PK\x03\x04 half a checkpoint")
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(checkpoint.np, "savez", disk_full)
+    small_disk.fill(folder)
     trainer.epoch += 1
     with pytest.raises(OSError, match=rf"cannot write checkpoint {path}: No space left") as info:
         trainer.save_checkpoint()
     assert info.value.errno == errno.ENOSPC
     assert "previous checkpoint there, if any, is unchanged" in str(info.value)
+    assert path.read_bytes() == before and checkpoint.read(path)[0]["epoch"] == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["filler", "last.npz"]  # no temporary
 
-    def interrupted(f, **arrays):
-        f.write(b"PK")
-        raise KeyboardInterrupt
 
-    monkeypatch.setattr(checkpoint.np, "savez", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+def test_failed_write_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path):
+    done = small_disk.run(tmp_path / "disk", "test_checkpoint", "write_fails_on_a_full_disk")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+class Interrupting(np.ndarray):
+    """A weight-shaped callback state that raises KeyboardInterrupt when the writer gets to it,
+    half-way through the archive: Ctrl-C in the middle of a checkpoint, at a known place."""
+
+    @property
+    def shape(self):
+        raise KeyboardInterrupt("Ctrl-C while the checkpoint is written")
+
+
+class StateInterrupts(Callback):
+    def state(self):
+        return {"weights": np.zeros(3).view(Interrupting)}
+
+
+def test_interrupted_write_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path):
+    trainer = trained(tmp_path)
+    path = tmp_path / "last.npz"
+    before = path.read_bytes()
+    trainer.callbacks.append(StateInterrupts())
+    trainer.epoch += 1
+    with pytest.raises(KeyboardInterrupt, match="while the checkpoint is written"):
         trainer.save_checkpoint()
-    monkeypatch.undo()
     assert path.read_bytes() == before and checkpoint.read(path)[0]["epoch"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]  # no temporary left
 
 
-def test_checkpoint_write_fails_mid_run_run_fails_earlier_checkpoint_stays(tmp_path, monkeypatch):
-    """Disk full at epoch 3: the run fails with the cause; epoch 2's checkpoint still loads."""
-    real = np.savez
+class FillDisk(Callback):
+    """Fills the disk the checkpoints go to at the end of the third epoch."""
 
-    class FillDisk(Callback):
-        def on_epoch_end(self, trainer, epoch, logs):
-            if epoch == 2:
-                def disk_full(f, **arrays):
-                    raise OSError(errno.ENOSPC, "No space left on device")
-                monkeypatch.setattr(checkpoint.np, "savez", disk_full)
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == 2:
+            small_disk.fill(Path(trainer.config.checkpoint_dir))
 
+
+def disk_fills_mid_run(folder: Path) -> None:
+    """(Runs in a child process where ``folder`` is a small tmpfs; see small_disk.)"""
     cfg = compose([*BASE, "trainer.epochs=5", "trainer.checkpoint_every=1"])
-    cfg["trainer"]["checkpoint_dir"] = str(tmp_path)
+    cfg["trainer"]["checkpoint_dir"] = str(folder)
     trainer = experiment.build(cfg)[0]
     trainer.callbacks.append(FillDisk())
     x, y = _spirals_data(cfg)
     with pytest.raises(OSError, match="cannot write checkpoint .*last.npz: No space left"):
         trainer.fit(x, y)
-    monkeypatch.setattr(checkpoint.np, "savez", real)
-    assert checkpoint.read(tmp_path / "last.npz")[0]["epoch"] == 2
-    fresh().load_checkpoint(tmp_path / "last.npz")
+    assert trainer.epoch == 3
+    assert checkpoint.read(folder / "last.npz")[0]["epoch"] == 2
+    fresh().load_checkpoint(folder / "last.npz")
+
+
+def test_checkpoint_write_fails_mid_run_run_fails_earlier_checkpoint_stays(tmp_path):
+    """Disk full at epoch 3: the run fails with the cause; epoch 2's checkpoint still loads."""
+    done = small_disk.run(tmp_path / "disk", "test_checkpoint", "disk_fills_mid_run")
+    assert done.returncode == 0, done.stderr[-3000:]
 
 
 def _spirals_data(cfg):

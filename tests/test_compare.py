@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -119,3 +120,78 @@ def test_compare_errors_are_clear(swept, tmp_path):
                   tmp_path, "")
     assert done.returncode == 2
     assert "there is no MLflow store at" in done.stderr and "Traceback" not in done.stderr
+
+
+# -- runs that did not finish: built in a real store with MLflow's own client -----------------
+def logged_runs(uri: str, experiment: str, runs: list[tuple[str, dict, dict]]) -> dict:
+    """Create ``runs``: (status, params, metrics) each, oldest first; returns name -> run id."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.create_experiment(experiment)
+    ids = {}
+    for i, (status, params, metrics) in enumerate(runs):
+        run = client.create_run(exp, run_name=f"r{i}", start_time=1000 + i,
+                                tags={"nnx.objective": "val_loss"})
+        for key, value in params.items():
+            client.log_param(run.info.run_id, key, value)
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value, step=1)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        ids[f"r{i}"] = run.info.run_id
+    return ids
+
+
+def test_unfinished_runs_follow_the_finished_ones_by_hand(store):
+    from nnx.compare import runs_table, to_markdown
+
+    # r1 was killed with a better loss than any finished run; r2 failed before any metric;
+    # r4 still runs. The finished ones come first, best first; r3 has no objective.
+    logged_runs(store, "mixed", [
+        ("FINISHED", {"optimizer.lr": "0.1"}, {"objective": 0.5, "loss": 0.5}),
+        ("KILLED", {"optimizer.lr": "0.2"}, {"loss": 0.01}),
+        ("FAILED", {"optimizer.lr": "0.3"}, {}),
+        ("FINISHED", {"optimizer.lr": "0.4"}, {"loss": 0.7}),
+        ("RUNNING", {"optimizer.lr": "0.5"}, {"loss": 0.2}),
+        ("FINISHED", {"optimizer.lr": "0.6"}, {"objective": 0.3, "loss": 0.9}),
+    ])
+    table = runs_table(experiment="mixed", uri=store)
+    assert table.attrs["metric"] == "objective"
+    assert list(table["run_name"]) == ["r5", "r0", "r3", "r1", "r2", "r4"]  # no objective: as
+    assert list(table["status"]) == ["FINISHED"] * 3 + ["KILLED", "FAILED", "RUNNING"]  # started
+    assert list(table["objective"][:2]) == [0.3, 0.5] and table["objective"][2:].isna().all()
+    by_loss = runs_table(experiment="mixed", uri=store, metric="loss")
+    assert list(by_loss["run_name"]) == ["r0", "r3", "r5", "r1", "r4", "r2"]
+    assert list(by_loss["loss"][:5]) == [0.5, 0.7, 0.9, 0.01, 0.2]
+    assert pd.isna(by_loss["loss"].iloc[5])  # the failed run has no loss: an empty cell
+    assert "| 6 | " in to_markdown(by_loss) and "| FAILED |" in to_markdown(by_loss)
+
+
+def test_compare_order_property_over_random_statuses(store):
+    import numpy as np
+
+    from nnx.compare import runs_table
+
+    rng = np.random.default_rng(20)
+    statuses = ["FINISHED", "FAILED", "KILLED", "RUNNING"]
+    runs = []
+    for i in range(14):
+        status = statuses[int(rng.integers(0, 4))] if i > 1 else "FINISHED"
+        metrics = {} if rng.random() < 0.25 else {"val_accuracy": float(rng.integers(0, 20))}
+        runs.append((status, {"seed": str(i)}, metrics))  # whole numbers: ties happen
+    ids = logged_runs(store, "random", runs)
+    table = runs_table(experiment="random", uri=store, metric="val_accuracy")
+    assert sorted(table["run_id"]) == sorted(ids.values())  # every run, once
+    finished = list(table["status"] == "FINISHED")
+    assert finished == sorted(finished, reverse=True)  # finished ones first
+    expected = {ids[f"r{i}"]: m.get("val_accuracy") for i, (_, _, m) in enumerate(runs)}
+    for part in (table[table["status"] == "FINISHED"], table[table["status"] != "FINISHED"]):
+        values = [expected[r] for r in part["run_id"]]
+        scored = [v for v in values if v is not None]
+        assert scored == sorted(scored, reverse=True)  # accuracy: larger is better
+        assert values == scored + [None] * (len(values) - len(scored))  # missing ones last
+        ties = [r for r, v in zip(part["run_id"], values) if v is not None]
+        for a, b in itertools.pairwise(ties):  # equal values keep the order the runs started
+            if expected[a] == expected[b]:
+                assert list(ids.values()).index(a) < list(ids.values()).index(b)

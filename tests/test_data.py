@@ -233,9 +233,16 @@ def test_digits_split_is_deterministic():
     assert 0.0 == a.x_train.min() and a.x_train.max() == 1.0
     np.testing.assert_array_equal(a.x_test, b.x_test)
     assert not np.array_equal(a.y_test, c.y_test)
-    # every image lands in exactly one split: the class counts add up to the whole set
-    total = np.bincount(a.y_train, minlength=10) + np.bincount(a.y_test, minlength=10)
-    assert total.sum() == 1797 and total.min() >= 170
+    # every image lands in exactly one split, with its own label: the two splits together are
+    # the whole set, row for row (pixels are whole numbers 0..16, scaled by 1/16)
+    from sklearn.datasets import load_digits
+
+    whole = load_digits()
+    ours = np.rint(np.column_stack([np.vstack([a.x_train, a.x_test]) * 16,
+                                    np.concatenate([a.y_train, a.y_test])])).astype(np.int64)
+    theirs = np.column_stack([whole.data, whole.target]).astype(np.int64)
+    np.testing.assert_array_equal(ours[np.lexsort(ours.T[::-1])],
+                                  theirs[np.lexsort(theirs.T[::-1])])
 
 
 # -- IDX files ----------------------------------------------------------------------------------
@@ -524,3 +531,37 @@ def test_batches_two_dimensional_targets_and_bad_arguments():
         Batches(x, y, -1)
     with pytest.raises(ValueError, match="20 rows but y has 19"):
         Batches(x, y[:19], 4)
+
+
+def test_batches_property_sizes_and_cover_for_any_size():
+    """For any n and batch size: ceil(n / b) batches, all of b but the last (n % b, when not
+    0), every sample once per epoch, shuffled or not."""
+    generator = rng(16)
+    for _ in range(40):
+        n, b = int(generator.integers(1, 60)), int(generator.integers(1, 70))
+        x, y = ids_xy(n, 2)
+        for shuffle in (None, rng(int(generator.integers(0, 99)))):
+            batches = Batches(x, y, b, shuffle)
+            sizes = [len(yb) for _, yb in batches]
+            full, rest = divmod(n, min(b, n))
+            assert sizes == [min(b, n)] * full + ([rest] if rest else []), (n, b)
+            assert len(batches) == len(sizes)
+            seen = np.concatenate([yb.copy() for _, yb in batches])
+            np.testing.assert_array_equal(np.sort(seen), np.arange(n))
+
+
+def test_split_property_any_fraction_is_a_partition_of_the_training_set():
+    generator = rng(17)
+    for _ in range(40):
+        n = int(generator.integers(2, 80))
+        fraction = float(generator.uniform(0.01, 0.99))
+        x = np.repeat(np.arange(n, dtype=float)[:, None], 2, axis=1)
+        ds = Dataset("p", x, np.arange(n), np.zeros((3, 2)), np.zeros(3, int), n_classes=n)
+        train, val = split(ds, fraction, rng(int(generator.integers(0, 99))))
+        kept, held = train.y_train, val.y_train
+        assert len(held) == min(max(round(fraction * n), 1), n - 1), (n, fraction)
+        assert not set(kept) & set(held)
+        np.testing.assert_array_equal(np.sort(np.concatenate([kept, held])), np.arange(n))
+        assert list(kept) == sorted(kept) and list(held) == sorted(held)  # original order
+        np.testing.assert_array_equal(train.x_train[:, 0], kept)  # rows stay with labels
+        np.testing.assert_array_equal(val.x_train[:, 1], held)

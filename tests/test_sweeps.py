@@ -5,6 +5,7 @@ Every test runs ``python -m nnx.run -m ...`` for real, against a store in a temp
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -12,20 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import processes
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 QUICK = ["tracking.plots=false", "tracking.log_model=false"]
 
 
-def sweep(args: list[str], tmp_path: Path, uri: str, timeout: float = 240,
-          background: bool = False):
+def sweep(args: list[str], tmp_path: Path, uri: str, timeout: float = 240):
     env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", "nnx.run", "-m", *args,
                f"hydra.sweep.dir={tmp_path / 'multirun'}"]
-    if background:
-        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
@@ -115,37 +113,181 @@ def test_a_failed_job_leaves_no_run_running(store, tmp_path):
     assert "the sweep stopped before it ended" in parents[0].data.tags["error"]
 
 
-def test_ctrl_c_to_a_joblib_sweep_kills_every_run(store, tmp_path):
-    # Two jobs in two loky workers: the launching process gets Ctrl-C (SIGINT), the workers
-    # die with it, and the sweep callback's exit hook closes the parent and both children.
-    proc = sweep(["experiment=tutorial", "optimizer.lr=0.5,1.0", "trainer.epochs=100000000",
-                  "trainer.log_every=1000", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                  *QUICK], tmp_path, store, background=True)
+def closed_sweep(uri: str, jobs: list[tuple[str, float | None]], direction="minimize",
+                 **end) -> tuple:
+    """A parent run opened as the sweep callback opens it, one child per job (status,
+    objective or None) logged as a job logs it, then end_sweep: (client, parent, children)."""
+    from mlflow.tracking import MlflowClient
+
+    from nnx import sweep_parent as sp
+
+    env = sp.start_sweep({"name": "mlflow", "uri": uri}, "closing",
+                         {"objective": "loss", "direction": direction,
+                          "search_space": {"optimizer.lr": "range"}})
+    client = MlflowClient(uri)
+    children = []
+    for i, (status, objective) in enumerate(jobs):
+        run = client.create_run(env[sp.ENV_EXPERIMENT_ID], run_name=f"#{i}", start_time=10 + i,
+                                tags={"mlflow.parentRunId": env[sp.ENV_PARENT_RUN_ID],
+                                      "nnx.overrides": json.dumps([f"optimizer.lr={i / 10}"])})
+        if objective is not None:
+            client.log_metric(run.info.run_id, "objective", objective)
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        children.append(run.info.run_id)
+    sp.end_sweep(env, direction, **end)
+    parent = client.get_run(env[sp.ENV_PARENT_RUN_ID])
+    return client, parent, [client.get_run(c) for c in children]
+
+
+def test_a_sweep_with_a_failed_job_closes_its_parent_failed_by_hand(store):
+    # job 1 failed with the best objective of all; job 3 was still running: the parent fails,
+    # the running job is closed as KILLED, and the best is the best *finished* job.
+    _, parent, children = closed_sweep(store, [("FINISHED", 0.4), ("FAILED", 0.01),
+                                                    ("FINISHED", 0.2), ("RUNNING", None)])
+    assert parent.info.status == "FAILED"
+    assert parent.data.tags["error"] == "2 of 4 jobs did not finish"
+    assert [c.info.status for c in children] == ["FINISHED", "FAILED", "FINISHED", "KILLED"]
+    assert children[3].data.tags["error"] == "the sweep stopped while this job ran"
+    assert (parent.data.tags["nnx.children"], parent.data.tags["nnx.children.finished"],
+            parent.data.tags["nnx.children.failed"], parent.data.tags["nnx.children.killed"]) \
+        == ("4", "2", "1", "1")
+    assert parent.data.metrics["best_objective"] == 0.2
+    assert parent.data.tags["nnx.best_run_id"] == children[2].info.run_id
+    assert parent.data.params["best.optimizer.lr"] == "0.2"
+
+
+def test_a_sweep_parent_status_and_best_property_over_random_jobs(store):
+    import numpy as np
+
+    rng = np.random.default_rng(20)
+    for trial in range(6):
+        statuses = [str(s) for s in rng.choice(["FINISHED", "FAILED", "KILLED", "RUNNING"],
+                                               size=int(rng.integers(1, 5)),
+                                               p=[0.6, 0.2, 0.1, 0.1])]
+        jobs = [(s, float(rng.integers(0, 9))) for s in statuses]  # ties happen
+        direction = "maximize" if trial % 2 else "minimize"
+        client, parent, children = closed_sweep(store, jobs, direction)
+        assert parent.info.status == ("FINISHED" if set(statuses) == {"FINISHED"} else "FAILED")
+        assert "RUNNING" not in {c.info.status for c in children}
+        finished = [o for s, o in jobs if s == "FINISHED"]
+        if finished:
+            best = max(finished) if direction == "maximize" else min(finished)
+            assert parent.data.metrics["best_objective"] == best
+            best_run = client.get_run(parent.data.tags["nnx.best_run_id"])
+            assert best_run.info.status == "FINISHED"
+            assert best_run.data.metrics["objective"] == best
+        else:
+            assert "best_objective" not in parent.data.metrics
+
+
+LONG_SWEEP = ["experiment=tutorial", "optimizer.lr=0.5,1.0", "trainer.epochs=100000000",
+              "trainer.log_every=1000", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+              *QUICK]
+
+
+# Ctrl-C's default action, whatever the test's own process inherited: a shell ignores SIGINT in
+# the commands it starts in the background (`make test &`), and an ignored SIGINT stays ignored
+# across exec, so the sweep would never see it. (Python installs its KeyboardInterrupt handler
+# only where SIGINT is not ignored.) The sweep is exec'ed from a process that resets it.
+DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                  "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
+def start_long_sweep(tmp_path: Path, uri: str) -> subprocess.Popen:
+    """Two endless jobs in two loky workers, in a process group of their own (so the test can
+    see every process of the sweep, and kill what is left whatever happens); output to files,
+    which cannot fill up and block the sweep as an unread pipe can."""
+    env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-c", DEFAULT_SIGINT, "-m", "nnx.run", "-m", *LONG_SWEEP,
+               f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_until_both_jobs_train(proc: subprocess.Popen, client, tmp_path: Path,
+                               timeout: float = 600):
+    """The experiment once the parent and both jobs are RUNNING. ``timeout`` guards against a
+    hang only (a busy machine takes minutes to start two workers that import mlflow)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before both jobs "
+                                 f"ran: {(tmp_path / 'err.txt').read_text()[-3000:]}")
+        exp = client.get_experiment_by_name("tutorial")
+        running = exp and [r for r in client.search_runs([exp.experiment_id])
+                           if r.info.status == "RUNNING"]
+        if running and len(running) == 3:
+            return exp
+        time.sleep(0.3)
+    raise AssertionError(f"the sweep's jobs did not start in {timeout:.0f} s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_to_a_joblib_sweep_kills_every_run_and_process(store, tmp_path,
+                                                                        signum):
+    # The launching process gets Ctrl-C (SIGINT) or SIGTERM: joblib kills its workers, and the
+    # sweep callback's exit hook closes the parent and both children as KILLED. Afterwards no
+    # process of the sweep is left: not a worker, not loky's resource trackers.
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
+    proc = start_long_sweep(tmp_path, store)
     try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            exp = client.get_experiment_by_name("tutorial")
-            running = exp and [r for r in client.search_runs([exp.experiment_id])
-                               if r.info.status == "RUNNING"]
-            if running and len(running) == 3:  # the parent and both jobs
-                break
-            time.sleep(0.3)
-        else:
-            raise AssertionError("the sweep's jobs never started")
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+        exp = wait_until_both_jobs_train(proc, client, tmp_path)
+        workers = processes.children(proc.pid)
+        assert len(workers) >= 2, [processes.command(p) for p in workers]
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+        processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
     finally:
-        proc.kill()
-    assert proc.returncode != 0
+        processes.kill_group(proc.pid)
+        proc.wait()
+    err = (tmp_path / "err.txt").read_text()
+    assert proc.returncode != 0, err[-3000:]
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == 3
     assert {r.info.status for r in runs} == {"KILLED"}, [
         (r.info.run_name, r.info.status) for r in runs]
     parent = next(r for r in runs if r.data.tags.get("nnx.sweep") == "true")
-    assert parent.data.tags["error"] == "the sweep stopped before it ended: interrupted"
+    reason = "interrupted" if signum == signal.SIGINT else "SIGTERM"
+    assert parent.data.tags["error"] == f"the sweep stopped before it ended: {reason}"
+
+
+def test_workers_of_a_killed_launcher_stop_and_close_their_runs(store, tmp_path):
+    # SIGKILL leaves the launcher no way to stop its workers: they notice their parent is gone
+    # (nnx.launcher_watch), finish the epoch under way, mark their own runs KILLED and exit.
+    # Nobody is left to close the parent run: it stays RUNNING.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    proc = start_long_sweep(tmp_path, store)
+    try:
+        exp = wait_until_both_jobs_train(proc, client, tmp_path)
+        workers = processes.children(proc.pid)
+        proc.kill()
+        proc.wait()
+        processes.wait_gone(lambda: processes.group(proc.pid), 120,
+                            "the workers of a killed launcher")
+    finally:
+        processes.kill_group(proc.pid)
+    assert len(workers) >= 2
+    runs = {r.data.tags.get("nnx.job_num", "parent"): r for r in
+            client.search_runs([exp.experiment_id])}
+    assert sorted(runs) == ["0", "1", "parent"]
+    assert runs["parent"].info.status == "RUNNING"
+    for job in ("0", "1"):
+        run = runs[job]
+        assert run.info.status == "KILLED", (job, run.data.tags.get("error"))
+        assert run.data.tags["error"].startswith(
+            f"stopped: the sweep's launcher (pid {proc.pid}) is gone after epoch "), \
+            run.data.tags["error"]
+        checkpoint = tmp_path / "multirun" / job / "checkpoints" / "last.npz"
+        from nnx import checkpoint as ckpt
+
+        meta = ckpt.read(checkpoint)[0]
+        assert meta["epoch"] == meta["step"] > 0  # stopped at an epoch's end, checkpointed
 
 
 def test_tracking_none_configures_no_sweep_callback():

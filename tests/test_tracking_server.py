@@ -4,6 +4,7 @@ with plain urllib; and a logged model answering ``POST /invocations`` under ``ml
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -144,7 +145,14 @@ def test_a_run_reaches_a_tracking_server(tmp_path, store_template):
         mlflow.set_tracking_uri(base)
         model = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
         x = np.array([[0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 1]], dtype=float)
-        assert model.predict(x).shape == (4, 1)
+        # the tutorial's network by hand, from the run's final weights on the server:
+        # sigmoid(sigmoid(x W0) W2), no biases
+        final = get(f"{base}/get-artifact?" + urllib.parse.urlencode(
+            {"path": "weights/final.npz", "run_uuid": run_id}))
+        with np.load(io.BytesIO(final), allow_pickle=False) as weights:
+            w0, w2 = weights["0.W"], weights["2.W"]
+        by_hand = 1 / (1 + np.exp(-(1 / (1 + np.exp(-(x @ w0))) @ w2)))
+        np.testing.assert_allclose(model.predict(x), by_hand, rtol=1e-6)
     finally:
         stop(server, port)
 
