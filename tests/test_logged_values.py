@@ -181,7 +181,8 @@ def classification_by_hand(epochs, batch, lr, gamma, wd, clip, b1=0.9, b2=0.999,
                 clipped += 1
             t += 1
             for k in range(4):
-                g = grads[k] + wd * params[k]
+                # L2 on the weights (params 0 and 2) only: biases are not decayed (issue 13)
+                g = grads[k] + (wd * params[k] if k in (0, 2) else 0.0)
                 m[k] = b1 * m[k] + (1 - b1) * g
                 v[k] = b2 * v[k] + (1 - b2) * g ** 2
                 params[k] = params[k] - rate * (m[k] / (1 - b1 ** t)) / (
