@@ -60,7 +60,8 @@ def test_hydra_finds_the_same_configs_by_package_and_by_folder():
         by_package = OmegaConf.to_container(hydra.compose("config", ["experiment=tutorial"]))
     assert by_package == nnx.run.compose(["experiment=tutorial"])
     assert by_package["optimizer"] == {"name": "sgd", "lr": 1.0, "momentum": 0.0,
-                                       "nesterov": False, "weight_decay": 0.0, "clip_norm": 0.0}
+                                       "nesterov": False, "weight_decay": 0.0, "clip_norm": 0.0,
+                                       "decay_all": False}
 
 
 def test_pyproject_ships_every_package_and_every_config():

@@ -25,11 +25,11 @@ def stopped_after(tmp, overrides: list[str], epoch: int) -> None:
 
     cfg = compose([*BASE, *overrides])
     cfg["trainer"]["checkpoint_dir"] = str(tmp)
-    trainer, ds, _ = experiment.build(cfg)
+    trainer, ds, out_features = experiment.build(cfg)
     trainer.callbacks.append(Signal())
     try:
-        with pytest.raises(TrainingInterrupted):
-            trainer.fit(ds.x_train, ds.y_train, ds.x_test, ds.y_test)
+        with pytest.raises(TrainingInterrupted):  # the data experiment.train would give it
+            trainer.fit(*experiment.fit_data(cfg, ds, trainer.loss, out_features))
     finally:
         STOP.clear()
 

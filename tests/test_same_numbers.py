@@ -28,7 +28,10 @@ SHRINK = ["debug=default", "tracking=none", "trainer.val_split=0.0", "trainer.pr
 # What must not move: the test set's and the training set's metrics. With val_split=0 the
 # fixture's val_* and objective were the test set's (the old meaning of 0); today 0 means no
 # validation set, so they are not compared (issue 16 changed that on purpose).
-COMPARED = ("test_", "loss", "accuracy", "rmse", "r2", "lr", "grad_norm", "layer")
+# Gradient norms are left out: they were logged after the optimizer used the gradient buffer
+# as scratch (the update's norm, under Adam) until issue 20 took them before the step.
+COMPARED = ("test_", "loss", "accuracy", "rmse", "r2", "lr", "layer")
+IGNORED = ("grad_norm",)
 
 
 def is_fashion(preset: str) -> bool:
@@ -53,7 +56,8 @@ def test_preset_gives_the_recorded_metrics(preset, small_fashion_dir):
     recorded = json.loads(FIXTURE.read_text())
     assert preset in recorded, f"no recorded metrics for {preset}: record them before changing it"
     now = preset_metrics(preset, small_fashion_dir)
-    wanted = {k: v for k, v in recorded[preset].items() if k.startswith(COMPARED)}
+    wanted = {k: v for k, v in recorded[preset].items()
+              if k.startswith(COMPARED) and not k.endswith(IGNORED)}
     assert any(k.startswith("test_") for k in wanted), f"{preset}: no test metric recorded"
     assert set(wanted) <= set(now), sorted(set(wanted) - set(now))
     for key, value in wanted.items():
