@@ -208,9 +208,12 @@ def load(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
             state.setdefault(key, {})[slot] = value
         elif name.startswith("callbacks/") and name.count("/") == 2:
             _, index, key = name.split("/")
-            if value.dtype != net.dtype or value.shape != net.flat_params.shape:
+            # a callback keeps copies of the weights or of the buffers (early stopping's best)
+            shapes = (net.flat_params.shape, net.flat_buffers.shape)
+            if value.dtype != net.dtype or value.shape not in shapes:
                 mismatches.append(f"callback state {index}/{key} is {value.dtype} {value.shape}, "
-                                  f"expected weights {net.dtype} {net.flat_params.shape}")
+                                  f"expected weights {net.dtype} {net.flat_params.shape} or "
+                                  f"buffers {net.flat_buffers.shape}")
             callback_arrays.setdefault(index, {})[key] = value
         elif name not in ("params", "buffers"):
             mismatches.append(f"unexpected array {name!r}")

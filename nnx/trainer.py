@@ -95,6 +95,7 @@ class EarlyStopping(Callback):
         self.sign = 1.0 if mode == "min" else -1.0
         self.restore_best = restore_best
         self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
+        self.best_buffers = None
         self._resumed = False
 
     def on_train_start(self, trainer):
@@ -102,14 +103,19 @@ class EarlyStopping(Callback):
             self._resumed = False
             return
         self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
+        self.best_buffers = None
 
     def state(self):
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                "best_weights": self.best_weights}
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                 "best_weights": self.best_weights}
+        if self.best_buffers is not None:  # only networks with buffers (batch norm) have them
+            state["best_buffers"] = self.best_buffers
+        return state
 
     def load_state(self, state):
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.wait, self.best_weights = int(state["wait"]), state.get("best_weights")
+        self.best_buffers = state.get("best_buffers")  # absent in checkpoints before buffers
         self._resumed = True
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -119,8 +125,10 @@ class EarlyStopping(Callback):
         value = self.sign * logs[self.monitor]
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best:
+            if self.restore_best:  # the weights and the state they were trained with
                 self.best_weights = trainer.network.flat_params.copy()
+                buffers = trainer.network.flat_buffers
+                self.best_buffers = buffers.copy() if buffers.size else None
         else:
             self.wait += 1
             if self.wait >= self.patience:
@@ -131,6 +139,8 @@ class EarlyStopping(Callback):
     def on_train_end(self, trainer, logs):
         if self.restore_best and self.best_weights is not None:
             trainer.network.flat_params[...] = self.best_weights
+            if self.best_buffers is not None:  # batch norm's running statistics of that epoch
+                trainer.network.flat_buffers[...] = self.best_buffers
 
 
 @dataclass

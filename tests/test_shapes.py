@@ -411,3 +411,38 @@ def test_compare_shows_a_varied_layer_argument(store):
     table = runs_table(experiment="seq_cmp", uri=store)
     assert "model.layers.0.units" in table.attrs["varied"]
     assert sorted(table["model.layers.0.units"]) == ["16", "8"]
+
+
+def test_early_stopping_restores_the_best_epochs_buffers_with_its_weights(tmp_path):
+    """Batch norm's running statistics belong to the weights they were trained with: early
+    stopping restores both from the best epoch, and a checkpoint keeps both."""
+    from nnx.trainer import EarlyStopping
+
+    seen = []  # what the network held at the end of each epoch
+
+    class Record(EarlyStopping):
+        def on_epoch_end(self, trainer, epoch, logs):
+            seen.append((trainer.network.flat_params.copy(),
+                                trainer.network.flat_buffers.copy()))
+            super().on_epoch_end(trainer, epoch, logs)
+
+    cfg = compose(["model=sequential", "dataset=moons", "tracking=none", "trainer.epochs=30",
+                   "optimizer.lr=0.05", "trainer.val_split=0.3",
+                   ("model.layers=[{name: dense, units: 8}, batch_norm, relu, "
+                    "{name: dense, units: 2}]")])
+    trainer, ds, out_features = experiment.build(cfg)
+    stopping = Record("val_loss", patience=2)
+    trainer.callbacks.append(stopping)
+    trainer.fit(*experiment.fit_data(cfg, ds, trainer.loss, out_features))
+    assert trainer.stopped_early and stopping.best_epoch < trainer.epoch - 1
+    weights, buffers = seen[stopping.best_epoch]
+    assert buffers.size and np.array_equal(trainer.network.flat_buffers, buffers)
+    assert np.array_equal(trainer.network.flat_params, weights)
+    assert not np.array_equal(seen[-1][1], buffers)  # later epochs had moved them
+    path = checkpoint.save(tmp_path / "last.npz", trainer, rngs=trainer.rngs)
+    _, arrays = checkpoint.read(path)
+    assert any(k.endswith("/best_buffers") for k in arrays)
+    again, _, _ = experiment.build(cfg)  # and a resumed run gets them back
+    again.callbacks.append(Record("val_loss", patience=2))  # by position and class
+    again.load_checkpoint(path)
+    assert np.array_equal(again.callbacks[-1].best_buffers, buffers)
