@@ -129,8 +129,6 @@ class _Conv(Module):
         self._config = {"channels": self.channels, "kernel": as_config(kernel),
                         "stride": as_config(stride), "padding": as_config(padding), "bias": self.bias, "initializer": initializer,
                         "bias_initializer": bias_initializer}
-        self.buffers: dict[str, np.ndarray] = {}
-        self.decay: dict[str, bool] = {}
         # As Dense.propagate: the network turns it off for a first layer (nobody needs
         # dL/d(input data)), which skips col2im and the larger of the backward products.
         self.propagate = True

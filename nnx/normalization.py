@@ -57,8 +57,6 @@ class BatchNorm(Module):
         self.momentum = _number("momentum", momentum, 0.0, 1.0, low_open=False)
         self.eps = _number("eps", eps, 0.0, math.inf, low_open=True)
         self._config = {"momentum": self.momentum, "eps": self.eps}
-        self.buffers: dict[str, np.ndarray] = {}
-        self.decay: dict[str, bool] = {}
 
     def build(self, in_shape, rng, dtype):
         in_shape = tuple(int(v) for v in in_shape)
@@ -128,8 +126,6 @@ class LayerNorm(Module):
         super().__init__()
         self.eps = _number("eps", eps, 0.0, math.inf, low_open=True)
         self._config = {"eps": self.eps}
-        self.buffers: dict[str, np.ndarray] = {}
-        self.decay: dict[str, bool] = {}
 
     def build(self, in_shape, rng, dtype):
         in_shape = tuple(int(v) for v in in_shape)

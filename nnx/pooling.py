@@ -51,8 +51,6 @@ class _Pool(Module):
         self.size = as_tuple("size", size, self.spatial, 1)
         self.stride = self.size if stride is None else as_tuple("stride", stride, self.spatial, 1)
         self._config = {"size": as_config(size), "stride": None if stride is None else as_config(stride)}
-        self.buffers: dict[str, np.ndarray] = {}
-        self.decay: dict[str, bool] = {}
 
     def build(self, in_shape, rng, dtype):
         c, *dims = sample_shape(self.name, in_shape, self.spatial)
@@ -191,8 +189,6 @@ class GlobalAvgPool(Module):
     def __init__(self) -> None:
         super().__init__()
         self._config = {}
-        self.buffers: dict[str, np.ndarray] = {}
-        self.decay: dict[str, bool] = {}
 
     def build(self, in_shape, rng, dtype):
         in_shape = tuple(int(v) for v in in_shape)
