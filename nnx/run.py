@@ -35,6 +35,7 @@ from nnx import launcher_watch
 from nnx.config import GROUP_KINDS, ConfigError, constructor_defaults
 from nnx.locations import conf_dir, plugin_conf_dirs
 from nnx.registry import PluginError, registry
+from nnx.user_configs import fail
 
 CONF_DIR = conf_dir()
 log = logging.getLogger("nnx")
@@ -168,9 +169,8 @@ def _check_output_dir(argv: list[str]) -> None:
         if existing != path:
             os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".nnx-probe-"))
     except OSError as error:
-        print(f"nnx: error: {key[:-1]}: cannot create the output folder {folder} "
-              f"({error.strerror or error}); pick a writable folder", file=sys.stderr)
-        sys.exit(2)
+        fail(f"{key[:-1]}: cannot create the output folder {folder} "
+             f"({error.strerror or error}); pick a writable folder")
 
 
 def _check_group_choices(argv: list[str]) -> None:
@@ -178,7 +178,7 @@ def _check_group_choices(argv: list[str]) -> None:
     file and no registered name provides: nnx's message, with the valid names and the closest
     one, instead of Hydra's search path; a registered plugin that fails to load: its real
     error, not "Could not find". Sweeps (``optimizer=sgd,adam``) are checked name by name."""
-    from nnx.user_configs import config_folders, fail, options
+    from nnx.user_configs import config_folders, options
 
     folders = config_folders(argv)  # nnx's conf/, the plugins' trees, the user's --config-dir
     groups = {p.name for f in folders if f.is_dir() for p in f.iterdir()
@@ -219,13 +219,11 @@ def _check_working_directory() -> None:
     try:
         os.rmdir(tempfile.mkdtemp(dir=cwd, prefix=".nnx-probe-"))
     except OSError as error:
-        print(f"nnx: error: the working directory {cwd} is not writable ({error.strerror or error})"
-              ", and by default nnx writes there: the run folders (outputs/, multirun/) and the "
-              "MLflow store mlflow.db. Run from a writable folder, or give both places: "
-              "hydra.run.dir=<writable folder> (hydra.sweep.dir=... with -m) and "
-              "tracking.uri=sqlite:///<writable folder>/mlflow.db (or tracking=none)",
-              file=sys.stderr)
-        sys.exit(2)
+        fail(f"the working directory {cwd} is not writable ({error.strerror or error}), and by "
+             "default nnx writes there: the run folders (outputs/, multirun/) and the MLflow "
+             "store mlflow.db. Run from a writable folder, or give both places: "
+             "hydra.run.dir=<writable folder> (hydra.sweep.dir=... with -m) and "
+             "tracking.uri=sqlite:///<writable folder>/mlflow.db (or tracking=none)")
 
 
 def run_command_line(argv: list[str]) -> None:
