@@ -20,13 +20,14 @@ or (n, c, length) signals.
 
 from __future__ import annotations
 
+import numbers
 from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nnx.convolution import check_input
-from nnx.module import Module, batch_shape
+from nnx.module import Module, as_shape, batch_shape
 
 
 def _is_int(value) -> bool:
@@ -34,7 +35,8 @@ def _is_int(value) -> bool:
 
 
 class _Augmentation(Module):
-    """Shared by the augmentation layers: the sample-shape check, eval mode as the identity."""
+    """Shared by the augmentation layers: the sample-shape check and the generator they draw
+    from (the one given to build, so that a network's seed repeats the draws)."""
 
     name = "augmentation"
     # As Dense.propagate: placed first (where augmentation goes), the network switches it off,
@@ -46,10 +48,7 @@ class _Augmentation(Module):
         self._rng = None
 
     def build(self, in_shape, rng, dtype):
-        try:
-            in_shape = tuple(int(v) for v in in_shape)
-        except TypeError:
-            in_shape = (int(in_shape),)
+        in_shape = as_shape(in_shape)
         if len(in_shape) < 2:
             raise ValueError(f"{self.name}: expects input (n, channels, *spatial) of rank >= 3, "
                              f"got sample shape {in_shape}, that is input "
@@ -75,7 +74,7 @@ class RandomFlip(_Augmentation):
         if not _is_int(axis) or axis in (0, 1):
             raise ValueError(f"{self.name}: axis must be a spatial axis of (n, channels, "
                              f"*spatial) (2 or more, or negative: -1 is the last), got {axis!r}")
-        ok = isinstance(p, (int, float, np.floating, np.integer)) and not isinstance(p, bool)
+        ok = isinstance(p, numbers.Real) and not isinstance(p, bool)
         if not (ok and 0.0 <= p <= 1.0):
             raise ValueError(f"{self.name}: p must be a probability in [0, 1], got {p!r}")
         self.axis, self.p = int(axis), float(p)
