@@ -58,9 +58,15 @@ class Network(Module):
         self.out_shape = build_layers(self.layers, self.in_shape, rng, self.dtype, "")
         self.shapes = [layer.built_shapes for layer in self.layers]  # (in, out) per layer
         self._flatten()
-        first = self.layers[0]
-        if hasattr(first, "propagate"):
-            first.propagate = False  # see Dense.propagate
+        # Nobody needs dL/d(input data), so the first layer skips it (see Dense.propagate); and
+        # when the layers before the first one with parameters hold none themselves (random_flip,
+        # random_shift placed first), nobody needs theirs either: that one skips it too.
+        for layer in self.layers:
+            if not hasattr(layer, "propagate"):
+                break
+            layer.propagate = False
+            if layer.params:
+                break
 
     @property
     def in_features(self) -> int:
@@ -109,8 +115,9 @@ class Network(Module):
         return x
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
-        """Fill every layer's grads from dL/d(output); returns dL/d(input) when the first layer
-        propagates it (set ``layers[0].propagate = True`` to get it)."""
+        """Fill every layer's grads from dL/d(output); returns dL/d(input) when the first layers
+        propagate it (set ``layers[0].propagate = True`` to get it, and the same on the layers
+        up to the first with parameters when those before it hold none)."""
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
         return grad

@@ -78,9 +78,11 @@ def check_module_gradients(module, x: np.ndarray, rtol=1e-5, atol=1e-7, seed=0,
     """
     rng = np.random.default_rng(seed)
     if hasattr(module, "layers") and hasattr(module, "flat_params"):
-        first = module.layers[0]  # a Network: ask its first layer for dL/dx too
-        if hasattr(first, "propagate"):
-            first.propagate = True
+        # A Network: ask its first layers for dL/dx too (it switched off the ones before and at
+        # its first layer with parameters; see Network.__init__).
+        for layer in module.layers:
+            if hasattr(layer, "propagate"):
+                layer.propagate = True
     name = name or getattr(module, "name", type(module).__name__)
     out = module.forward(x)
     assert_finite(out, f"{name}: output")
