@@ -64,8 +64,8 @@ def as_module(spec) -> Module:
     return registry(kind).build(spec["name"], **kwargs)
 
 
-def module_spec(module: Module) -> dict:
-    """The spec that rebuilds ``module``: its registered name and constructor arguments."""
+def registered_name(module: Module) -> str | None:
+    """The name ``module``'s class is registered under (``max_pool2d``), or None."""
     from nnx.registry import MODULE_KINDS, registry
 
     value, name = f"{type(module).__module__}:{type(module).__qualname__}", None
@@ -73,6 +73,12 @@ def module_spec(module: Module) -> dict:
         for entry in registry(kind).entries():
             if entry.value == value:
                 name = entry.qualified_name if entry.distribution != "nnx" else entry.name
+    return name
+
+
+def module_spec(module: Module) -> dict:
+    """The spec that rebuilds ``module``: its registered name and constructor arguments."""
+    name = registered_name(module)
     if name is None:
         raise ValueError(f"{getattr(module, 'name', type(module).__name__)} is not a registered "
                          "component; cannot describe it")
@@ -90,8 +96,8 @@ def all_specs(specs: list) -> list[dict]:
 
 
 def label(module: Module, path: str) -> str:
-    """How messages name a module: ``layer 2.0 (dense)``."""
-    return f"layer {path} ({type(module).__name__.lower()})"
+    """How messages name a module: ``layer 2.0 (dense)``, by the name configs use for it."""
+    return f"layer {path} ({registered_name(module) or type(module).__name__.lower()})"
 
 
 def build_layers(layers: list[Module], in_shape, rng, dtype, path: str) -> tuple[int, ...]:

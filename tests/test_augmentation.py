@@ -243,7 +243,7 @@ def test_wrong_input_at_forward():
 @pytest.mark.parametrize("first,message", [
     ("{name: random_flip, p: 2}", "model.layers.0.p: random_flip: p must be a probability"),
     ("{name: random_shift, max_shift: -2}", "model.layers.0.max_shift: random_shift: max_shift "),
-    ("{name: random_flip, axis: -3}", ("model.layers: layer 0 (randomflip): axis -3 is not a "
+    ("{name: random_flip, axis: -3}", ("model.layers: layer 0 (random_flip): axis -3 is not a "
                                        "spatial axis of input (n, 1, 8, 8)")),
 ])
 def test_bad_configs_fail_before_training(first, message):
