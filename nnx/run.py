@@ -122,12 +122,15 @@ class SweepJob:
         self.output_dir = Path(hydra_config.runtime.output_dir)
         self.sweep = hydra_config.mode == RunMode.MULTIRUN
         self.parallel = self.sweep and launcher_watch.launcher_pid() is not None
+        self.number, self.varied = None, []
+        if not self.sweep:
+            return
+        from nnx.sweep_parent import override_key
+
         job = hydra_job()
         trial = os.environ.get("NNX_OPTUNA_TRIAL", "")
         self.number = int(trial) if trial.isdigit() else job.get("job_num", hydra_config.job.num)
         swept = set(job.get("swept", []))
-        from nnx.sweep_parent import override_key
-
         self.varied = [o for o in (str(o) for o in hydra_config.overrides.task)
                        if override_key(o) in swept]
 
@@ -145,10 +148,11 @@ class SweepJob:
             (self.output_dir / "result.json").write_text(json.dumps(record, indent=1))
         except OSError:  # the epilogue then reports the job as one that left no result
             pass
-        if self.parallel:
-            shown = f"{objective_name} {value:.4g} " if value is not None else ""
-            print(f"job #{self.number} {' '.join(self.varied)}".rstrip()
-                  + f": {shown}({status}{': ' + error if error and not shown else ''})",
+        if self.parallel:  # the whole error follows on stderr: here its start
+            why = error if len(error) <= 80 else error[:77] + "..."
+            shown = f"{objective_name} {value:.4g} ({status})" if value is not None else \
+                f"{status}" + (f" ({why})" if why else "")
+            print(f"job #{self.number} {' '.join(self.varied)}".rstrip() + f": {shown}",
                   flush=True)
 
 
@@ -193,22 +197,30 @@ def main(cfg: DictConfig) -> float:
     pruned = any(getattr(cb, "pruned_epoch", None) is not None for cb in trainer.callbacks)
     sweep_job.ended("PRUNED" if pruned else "FINISHED", objective,
                     float(result["metrics"]["objective"]), result["metrics"], run_id)
-    if sweep_job.parallel:
-        return float(result["metrics"]["objective"])
-    log.info(experiment.summary(config, result))
+    # A parallel job's summary goes to its run.log only: its console line was printed above.
+    report = _to_log_file if sweep_job.parallel else log.info
+    report(experiment.summary(config, result))
     if config.get("print_predictions"):
         ds, net = result["dataset"], trainer.network
         x = ds.x_test if ds.x_test is not None else ds.x_train
-        log.info("predictions: %s", " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
+        report("predictions: " + " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
     if run_id and getattr(tracker, "uri", None):
         from nnx.store import describe
 
-        log.info("MLflow run %s in %s", run_id, describe(tracker.uri))
+        report(f"MLflow run {run_id} in {describe(tracker.uri)}")
         if not sweep_job.sweep:  # a sweep's epilogue gives its parent's address
             from nnx.ui_address import ui_line
 
-            log.info(ui_line(tracker.uri, tracker.experiment_id, run_id))
+            report(ui_line(tracker.uri, tracker.experiment_id, run_id))
     return float(result["metrics"]["objective"])
+
+
+def _to_log_file(message: str) -> None:
+    """``message`` to the job's log file (Hydra's file handler), not to the console."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _check_output_dir(argv: list[str]) -> None:

@@ -18,6 +18,7 @@ left out.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import tempfile
@@ -98,6 +99,8 @@ def boundary_grid(client, rows: list[T.Row], objective: str, path: Path) -> Path
     import matplotlib.pyplot as plt
 
     images = []
+    # MLflow draws a progress bar per download otherwise: noise in the epilogue.
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     with tempfile.TemporaryDirectory(prefix="nnx-boundaries-") as tmp:
         for i, row in enumerate(rows[:MAX_BOUNDARIES]):
             if row.run_id is None or row.status not in ("FINISHED", "PRUNED"):
