@@ -47,6 +47,7 @@ from nnx.run_metadata import (
     param_text,
     user_name,
 )
+from nnx.run_names import child_name, single_name
 from nnx.shield import shielded
 from nnx.spool import Spool
 from nnx.store import (
@@ -58,7 +59,6 @@ from nnx.store import (
     resolve_uri,
     short_error,
 )
-from nnx.run_names import child_name, single_name
 from nnx.sweep_parent import hydra_job, sweep_parent
 from nnx.tracking import Tracker
 from nnx.tracking_settings import SETTINGS, check_settings

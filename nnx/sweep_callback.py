@@ -123,7 +123,8 @@ class _SweepGuard:
             self._registered = True
         # The joblib launcher's process has no handler of its own: without this, SIGTERM would
         # end it before atexit runs. (The basic launcher installs nnx.run's handler later.)
-        if threading.current_thread() is threading.main_thread() \
+        # An untracked sweep has no run to close: SIGTERM ends it as before.
+        if env and threading.current_thread() is threading.main_thread() \
                 and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, self._on_sigterm)
 

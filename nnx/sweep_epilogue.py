@@ -76,11 +76,11 @@ def description(rows: list[T.Row], info: dict, store: dict, earlier: str = "") -
     def link(row):
         return run_path(store["experiment_id"], row.run_id)
 
-    text = [MARK, f"**Sweep of `{info.get('name', '')}`**: {len(rows)} jobs, objective "
-                  f"`{objective}` ({direction}).", ""]
+    text = [MARK, (f"**Sweep of `{info.get('name', '')}`**: {len(rows)} jobs, objective "
+                   f"`{objective}` ({direction})."), ""]
     if best is not None:
-        text += [f"Best run: [{T.describe(best)}]({link(best)}): {objective} "
-                 f"**{best.objective:.6g}**", ""]
+        text += [(f"Best run: [{T.describe(best)}]({link(best)}): {objective} "
+                  f"**{best.objective:.6g}**"), ""]
     else:
         text += ["Best run: none (no job finished with a finite objective).", ""]
     text += [T.markdown_table(ranked, objective, link), "",
@@ -108,7 +108,7 @@ def boundary_grid(client, rows: list[T.Row], objective: str, path: Path) -> Path
             try:
                 local = client.download_artifacts(row.run_id, "plots/decision_boundary.png",
                                                   str(Path(tmp) / str(i)))
-            except Exception:  # noqa: BLE001 - plots off, or not 2-D data: no panel
+            except Exception:  # noqa: BLE001, S112 - plots off, or not 2-D data: no panel
                 continue
             images.append((row, plt.imread(local)))
     if not images:

@@ -65,7 +65,7 @@ def test_a_4_job_joblib_sweep_ends_with_the_epilogue(nnx_run, tmp_path):
     assert "objective (val_loss)" not in out
     # the ranked table: best first by the objective the store holds
     assert re.search(r"^sweep 'spirals': 4 jobs, 4 finished; objective val_loss \(minimize\)$",
-                     out, re.M)
+                     out, re.MULTILINE)
     ranked = sorted(children, key=lambda c: c.data.metrics["objective"])
     rows = table_rows(out)
     assert [r[1] for r in rows] == [f"#{c.data.tags['nnx.job_num']}" for c in ranked]
@@ -124,7 +124,7 @@ def test_a_failed_job_is_ranked_last_and_marked(nnx_run, tmp_path):
     assert f"parent run: {parent.info.run_id}" in done.stdout
     note = parent.data.tags["mlflow.note.content"]
     assert re.search(r"^\| 2 \| \[#1 lr=1e\+200\]\(#/experiments/\d+/runs/\w+\) \| 1e\+200 \| "
-                     r".*\| FAILED \|$", note, re.M), note
+                     r".*\| FAILED \|$", note, re.MULTILINE), note
 
 
 def test_an_untracked_sweep_prints_its_ranked_table(nnx_run, tmp_path):
