@@ -27,7 +27,8 @@ from pathlib import Path
 from nnx import sweep_table as T
 from nnx.ui_address import run_path, ui_line
 
-MARK = "<!-- nnx sweep report -->"  # starts the parent's description nnx writes
+MARK = "**Sweep of "  # how the parent's description nnx writes starts (Markdown, no comment:
+#   the UI might show an HTML comment as text)
 MAX_BOUNDARIES = 12  # decision-boundary panels in the parent's grid
 
 
@@ -76,8 +77,8 @@ def description(rows: list[T.Row], info: dict, store: dict, earlier: str = "") -
     def link(row):
         return run_path(store["experiment_id"], row.run_id)
 
-    text = [MARK, (f"**Sweep of `{info.get('name', '')}`**: {len(rows)} jobs, objective "
-                   f"`{objective}` ({direction})."), ""]
+    text = [(f"{MARK}`{info.get('name', '')}`**: {len(rows)} jobs, objective "
+             f"`{objective}` ({direction})."), ""]
     if best is not None:
         text += [(f"Best run: [{T.describe(best)}]({link(best)}): {objective} "
                   f"**{best.objective:.6g}**"), ""]

@@ -97,6 +97,7 @@ def test_a_4_job_joblib_sweep_ends_with_the_epilogue(nnx_run, tmp_path):
     assert re.fullmatch(f"sweep spirals {TIME}", parent.info.run_name)
     # the parent as a report: the ranked table with links, the best run's link, the plots
     note = parent.data.tags["mlflow.note.content"]
+    assert note.startswith("**Sweep of `spirals`**: 4 jobs, objective `val_loss` (minimize).\n")
     link = f"#/experiments/{exp}/runs/{best.info.run_id}"
     assert f"Best run: [{best.info.run_name}]({link}): val_loss **" in note
     assert ("| rank | job | optimizer | model.activation | val_loss | val_accuracy | "
