@@ -47,6 +47,7 @@ from nnx.run_metadata import (
     param_text,
     user_name,
 )
+from nnx.run_names import child_name, single_name
 from nnx.shield import shielded
 from nnx.spool import Spool
 from nnx.store import (
@@ -58,7 +59,7 @@ from nnx.store import (
     resolve_uri,
     short_error,
 )
-from nnx.sweep_parent import hydra_job, override_key, sweep_parent
+from nnx.sweep_parent import hydra_job, sweep_parent
 from nnx.tracking import Tracker
 from nnx.tracking_settings import SETTINGS, check_settings
 
@@ -144,11 +145,10 @@ class MlflowTracker(Tracker):
         if self.settings["run_name"]:
             return str(self.settings["run_name"])
         if "job_num" in job and self.parent_run_id:
-            swept = set(job.get("swept", []))
-            shown = [o for o in job.get("overrides", []) if override_key(o) in swept]
             number = os.environ.get("NNX_OPTUNA_TRIAL") or job["job_num"]  # a trial's number
-            return clip(" ".join([f"#{number}", *shown]), MAX_KEY)
-        return None  # MLflow picks a name
+            return clip(child_name(number, job.get("overrides", []), job.get("swept", [])),
+                        MAX_KEY)
+        return single_name(experiment_name(config))
 
     def run_tags(self, config: dict, trainer, dataset, job: dict) -> dict[str, str]:
         from nnx import __version__

@@ -11,7 +11,7 @@ One sweep, in the launching process:
         batch = [study.ask() + suggest each key of `params`, n_jobs of them]
         launch the batch (any Hydra launcher); each job finds its trial through hydra.job.env_set
         tell each trial: PRUNED (the job stopped it), COMPLETE (the job's objective) or FAIL
-    log the epilogue, write optimization_results.yaml
+    write optimization_results.yaml (the sweep callback prints the epilogue from it)
 
 A job opens the study again from the storage URL (``nnx.pruning``): the basic launcher runs it
 in this process, joblib in a worker, submitit or Ray on another machine, all the same way. The
@@ -484,10 +484,11 @@ class OptunaSweeper(Sweeper):
         from omegaconf import OmegaConf
 
         summary = epilogue(study, plan, ran)
-        for line in summary["lines"]:
-            log.info(line)
+        # The sweep's epilogue (nnx.sweep_callback, after this) prints these lines above its
+        # ranked table: one epilogue for every sweeper.
         results = {"name": "optuna", "study_name": plan["study_name"],
-                   "storage": plan["storage_url"], "trials": ran, "counts": summary["counts"]}
+                   "storage": plan["storage_url"], "trials": ran, "counts": summary["counts"],
+                   "summary": summary["lines"]}
         if summary["best"] is not None:
             best = summary["best"]
             results.update({"best_trial": best.number, "best_value": best.value,
@@ -549,9 +550,9 @@ def epilogue(study, plan: dict, ran: list[int]) -> dict:
         best = study.best_trial
     except ValueError:  # no complete trial yet
         best = None
-    if best is not None:
-        lines.append(f"best trial {best.number}: {plan['objective']} {best.value:.6g}, "
-                     f"params {best.params}")
+    if best is not None and best.number not in ran:  # this sweep's best is in the epilogue
+        lines.append(f"best trial of the study (an earlier sweep's): {best.number}: "
+                     f"{plan['objective']} {best.value:.6g}, params {best.params}")
     return {"lines": lines, "counts": counts, "best": best}
 
 

@@ -107,14 +107,66 @@ def compose(overrides: list[str] = (), config_dir: str | Path | None = None) -> 
     return OmegaConf.to_container(cfg, resolve=True)
 
 
+class SweepJob:
+    """A job of a sweep, as ``main`` sees it: it leaves ``result.json`` in its folder (what the
+    sweep's epilogue ranks when nothing is tracked) and, in a worker process of a parallel
+    launcher (joblib, submitit), prints one line when it ends instead of a progress bar and the
+    summary, which would interleave with the other jobs'."""
+
+    def __init__(self) -> None:
+        from hydra.types import RunMode
+
+        from nnx.sweep_parent import hydra_job
+
+        hydra_config = HydraConfig.get()
+        self.output_dir = Path(hydra_config.runtime.output_dir)
+        self.sweep = hydra_config.mode == RunMode.MULTIRUN
+        self.parallel = self.sweep and launcher_watch.launcher_pid() is not None
+        self.number, self.varied = None, []
+        if not self.sweep:
+            return
+        from nnx.sweep_parent import override_key
+
+        job = hydra_job()
+        trial = os.environ.get("NNX_OPTUNA_TRIAL", "")
+        self.number = int(trial) if trial.isdigit() else job.get("job_num", hydra_config.job.num)
+        swept = set(job.get("swept", []))
+        self.varied = [o for o in (str(o) for o in hydra_config.overrides.task)
+                       if override_key(o) in swept]
+
+    def ended(self, status: str, objective_name: str, value: float | None = None,
+              metrics: dict | None = None, run_id: str | None = None, error: str = "") -> None:
+        if not self.sweep:
+            return
+        import json
+
+        record = {"job": self.number, "status": status, "objective_name": objective_name,
+                  "objective": value, "metrics": {k: float(v) for k, v in (metrics or {}).items()
+                                                  if isinstance(v, (int, float))},
+                  "run_id": run_id, "error": error}
+        try:
+            (self.output_dir / "result.json").write_text(json.dumps(record, indent=1))
+        except OSError:  # the epilogue then reports the job as one that left no result
+            pass
+        if self.parallel:  # the whole error follows on stderr: here its start
+            why = error if len(error) <= 80 else error[:77] + "..."
+            shown = f"{objective_name} {value:.4g} ({status})" if value is not None else \
+                f"{status}" + (f" ({why})" if why else "")
+            print(f"job #{self.number} {' '.join(self.varied)}".rstrip() + f": {shown}",
+                  flush=True)
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     from nnx import experiment
 
     config = OmegaConf.to_container(cfg, resolve=True)
+    sweep_job = SweepJob()
     if not config["trainer"].get("checkpoint_dir"):
-        output_dir = Path(HydraConfig.get().runtime.output_dir)
-        config["trainer"]["checkpoint_dir"] = str(output_dir / "checkpoints")
+        config["trainer"]["checkpoint_dir"] = str(sweep_job.output_dir / "checkpoints")
+    if sweep_job.parallel:
+        config["trainer"]["progress"] = False  # one line per job instead (SweepJob)
+    objective = str(config.get("objective", "val_loss"))
     _install_signal_handlers()
     launcher_watch.watch()  # a sweep's worker stops if its launcher dies without stopping it
     debug = os.environ.get("NNX_DEBUG", "") not in ("", "0")
@@ -122,32 +174,53 @@ def main(cfg: DictConfig) -> float:
         with launcher_watch.job():
             result = experiment.train(config)
     except KeyboardInterrupt as stop:
+        sweep_job.ended("KILLED", objective, error=str(stop) or "interrupted")
         print(f"nnx: stopped: {stop or 'interrupted (Ctrl-C)'}; the run is marked KILLED",
               file=sys.stderr)
         sys.exit(getattr(stop, "exit_code", 130))
     except (ConfigError, PluginError, ValueError, FileNotFoundError, FloatingPointError,
             ConnectionError, OSError) as error:
+        sweep_job.ended("FAILED", objective, error=f"{type(error).__name__}: {error}")
         if debug:
             raise
         print(f"nnx: error: {error}\n(set NNX_DEBUG=1 for the traceback)", file=sys.stderr)
         sys.exit(2)
     except Exception as error:  # not foreseen (a plugin's, a library's, a bug): one paragraph too
+        sweep_job.ended("FAILED", objective, error=f"{type(error).__name__}: {error}")
         if debug:
             raise
         print(f"nnx: error: {type(error).__name__}: {error}\n(unexpected; NNX_DEBUG=1 prints "
               "the traceback to report)", file=sys.stderr)
         sys.exit(1)
-    log.info(experiment.summary(config, result))
+    trainer, tracker = result["trainer"], result["trainer"].tracker
+    run_id = getattr(tracker, "run_id", None)
+    pruned = any(getattr(cb, "pruned_epoch", None) is not None for cb in trainer.callbacks)
+    sweep_job.ended("PRUNED" if pruned else "FINISHED", objective,
+                    float(result["metrics"]["objective"]), result["metrics"], run_id)
+    # A parallel job's summary goes to its run.log only: its console line was printed above.
+    report = _to_log_file if sweep_job.parallel else log.info
+    report(experiment.summary(config, result))
     if config.get("print_predictions"):
-        ds, net = result["dataset"], result["trainer"].network
+        ds, net = result["dataset"], trainer.network
         x = ds.x_test if ds.x_test is not None else ds.x_train
-        log.info("predictions: %s", " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
-    tracker = result["trainer"].tracker
-    if getattr(tracker, "run_id", None) and getattr(tracker, "uri", None):
+        report("predictions: " + " ".join(f"{v:.4f}" for v in net.predict(x).ravel()))
+    if run_id and getattr(tracker, "uri", None):
         from nnx.store import describe
 
-        log.info("MLflow run %s in %s", tracker.run_id, describe(tracker.uri))
+        report(f"MLflow run {run_id} in {describe(tracker.uri)}")
+        if not sweep_job.sweep:  # a sweep's epilogue gives its parent's address
+            from nnx.ui_address import ui_line
+
+            report(ui_line(tracker.uri, tracker.experiment_id, run_id))
     return float(result["metrics"]["objective"])
+
+
+def _to_log_file(message: str) -> None:
+    """``message`` to the job's log file (Hydra's file handler), not to the console."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def _check_output_dir(argv: list[str]) -> None:

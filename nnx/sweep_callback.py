@@ -1,7 +1,8 @@
-"""A Hydra callback that gives every sweep one MLflow parent run and nests each job under it.
+"""A Hydra callback that gives every sweep one MLflow parent run, nests each job under it, and
+ends the sweep with its epilogue (``nnx.sweep_epilogue``).
 
-conf/tracking/mlflow.yaml lists it under ``hydra.callbacks``; with ``tracking=none`` it is not
-configured at all (and it does nothing if ``tracking.name`` is not ``mlflow``).
+conf/config.yaml lists it under ``hydra.callbacks``; with ``tracking=none`` (any tracking but
+``mlflow``) it opens no parent run and only prints the epilogue, from the jobs' folders.
 
 - ``on_multirun_start`` (the launching process, before any job): create the store, the
   experiment and the parent run, once. Jobs running in parallel on a *fresh* sqlite store would
@@ -12,9 +13,11 @@ configured at all (and it does nothing if ``tracking.name`` is not ``mlflow``).
 - ``on_job_start`` (each job's process): tell the tracker its output folder, job number and
   overrides; a single run (not a sweep) clears any sweep variables, so it is never nested.
 - ``on_multirun_end``: close the parent with the best child's objective and overrides (and
-  Optuna's ``optimization_results.yaml`` when there is one).
+  Optuna's ``optimization_results.yaml`` when there is one), write its report, print the
+  epilogue: the ranked jobs, the best, the parent run id, the compare command, the UI address.
 - If the sweep dies before ``on_multirun_end`` (a failed job, Ctrl-C, SIGTERM), an ``atexit``
-  hook closes the parent as FAILED or KILLED and any child still RUNNING as KILLED.
+  hook closes the parent as FAILED or KILLED and any child still RUNNING as KILLED, and prints
+  the epilogue of what ran.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -60,23 +64,67 @@ def swept(overrides: list[str]) -> dict[str, str]:
     return out
 
 
+def _results(info: dict) -> dict | None:
+    """The Optuna sweeper's ``optimization_results.yaml`` of this sweep, if it wrote one."""
+    path = Path(info["sweep_dir"]) / "optimization_results.yaml"
+    if not path.is_file() or path.stat().st_mtime < info.get("started", 0) - 1:
+        return None
+    import yaml
+
+    return yaml.safe_load(path.read_text()) or None
+
+
+def finish_sweep(env: dict[str, str] | None, info: dict, status: str | None = None,
+                 error: str | None = None) -> None:
+    """Close the parent run (a tracked sweep), write its report, print the epilogue."""
+    from nnx import sweep_epilogue
+    from nnx import sweep_parent as mt
+    from nnx import sweep_table as T
+
+    results = _results(info)
+    header = [str(line) for line in (results or {}).get("summary", [])]
+    if env:
+        mt.end_sweep(env, info["direction"], results=results, status=status, error=error)
+    GUARD.disarm()  # the parent is closed: what follows is the report
+    try:
+        if not env:
+            rows = T.rows_from_folders(info["sweep_dir"], info["swept"], info.get("started", 0))
+            sweep_epilogue.report(rows, info, header)
+            return
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(env[mt.ENV_SWEEP_URI])
+        children = mt.sweep_children(client, env[mt.ENV_EXPERIMENT_ID],
+                                     env[mt.ENV_PARENT_RUN_ID])
+        store = {"uri": env[mt.ENV_SWEEP_URI], "experiment_id": env[mt.ENV_EXPERIMENT_ID],
+                 "parent_run_id": env[mt.ENV_PARENT_RUN_ID]}
+        # A killed sweep should end quickly: its epilogue, without the plots.
+        sweep_epilogue.report(T.rows_from_runs(children, info["swept"]), info, header, store,
+                              client if status != "KILLED" else None)
+    except Exception as failure:  # noqa: BLE001 - the runs are stored; only the report is lost
+        print(f"nnx: warning: the sweep's epilogue failed: {type(failure).__name__}: {failure}",
+              file=sys.stderr)
+
+
 class _SweepGuard:
     """Closes an open parent run when the launching process exits without on_multirun_end."""
 
     def __init__(self) -> None:
-        self.env: dict[str, str] | None = None
-        self.direction = "minimize"
+        self.env: dict[str, str] | None = None  # {} for an untracked sweep
+        self.info: dict = {}
+        self.armed = False
         self.signalled = ""
         self._registered = False
 
-    def arm(self, env: dict[str, str], direction: str) -> None:
-        self.env, self.direction, self.signalled = env, direction, ""
+    def arm(self, env: dict[str, str] | None, info: dict) -> None:
+        self.env, self.info, self.signalled, self.armed = env, info, "", True
         if not self._registered:
             atexit.register(self.close)
             self._registered = True
         # The joblib launcher's process has no handler of its own: without this, SIGTERM would
         # end it before atexit runs. (The basic launcher installs nnx.run's handler later.)
-        if threading.current_thread() is threading.main_thread() \
+        # An untracked sweep has no run to close: SIGTERM ends it as before.
+        if env and threading.current_thread() is threading.main_thread() \
                 and signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
@@ -85,12 +133,13 @@ class _SweepGuard:
         raise KeyboardInterrupt("stopped by SIGTERM")
 
     def disarm(self) -> None:
-        self.env = None
+        self.armed, self.env = False, None
 
     def close(self) -> None:
-        if self.env is None:
+        if not self.armed:
             return
-        env, self.env = self.env, None
+        env, info = self.env, self.info
+        self.disarm()
         from nnx import sweep_parent as mt
         from nnx.trainer import STOP
 
@@ -100,22 +149,25 @@ class _SweepGuard:
         reason = self.signalled or STOP.reason or ("interrupted" if killed else
                                                    "a job failed; see the children's error tags")
         try:
-            mt.end_sweep(env, self.direction, status=status,
+            finish_sweep(env, info, status=status,
                          error=f"the sweep stopped before it ended: {reason}")
         except Exception as error:  # noqa: BLE001 - at exit there is nobody left to raise to
-            print(f"nnx: could not close the sweep's MLflow run {env.get(mt.ENV_PARENT_RUN_ID)}: "
-                  f"{type(error).__name__}: {error}", file=sys.stderr)
+            what = (f"close the sweep's MLflow run {env.get(mt.ENV_PARENT_RUN_ID)}" if env
+                    else "print the sweep's epilogue")
+            print(f"nnx: could not {what}: {type(error).__name__}: {error}", file=sys.stderr)
 
 
 GUARD = _SweepGuard()
 
 
 class MlflowSweepCallback(Callback):
-    """Opens a sweep's MLflow parent run before its jobs start; closes it when they end."""
+    """Opens a sweep's MLflow parent run before its jobs start; closes it when they end, and
+    prints the sweep's epilogue (tracked or not)."""
 
     def __init__(self) -> None:
         self.env: dict[str, str] | None = None  # plain strings: the object is pickled to workers
-        self.direction = "minimize"
+        self.shared: dict[str, str] = {}  # what every job learns, tracked or not
+        self.info: dict = {}
 
     @staticmethod
     def _tracking(config) -> dict | None:
@@ -125,33 +177,43 @@ class MlflowSweepCallback(Callback):
         return _plain(tracking)
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        tracking = self._tracking(config)
-        if tracking is None:
-            return
         from nnx import sweep_parent as mt
 
         hydra = config.hydra
-        self.direction = _direction(config)
+        tracking = self._tracking(config)
+        direction = _direction(config)
         overrides = [str(o) for o in hydra.overrides.task]
         space = swept(overrides)
         params = (hydra.get("sweeper") or {}).get("params") if hydra.get("sweeper") else None
         if params:  # the Optuna sweeper's search space
             space.update({str(k): str(v) for k, v in _plain(params).items()})
-        info = {"sweep_dir": str(hydra.sweep.dir), "objective": str(config.get("objective")),
-                "direction": self.direction, "overrides": overrides, "search_space": space,
-                "sweeper": str((hydra.get("sweeper") or {}).get("_target_", "")),
-                "launcher": str((hydra.get("launcher") or {}).get("_target_", ""))}
-        try:
-            self.env = mt.start_sweep(tracking, str(config.get("name") or "default"), info)
-        except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning and go on
-            # Jobs without a parent, racing on a store nobody created, are what this callback
-            # exists to prevent: stop the sweep here, with one line.
-            print(f"nnx: error: {error}", file=sys.stderr)
-            sys.exit(2)
-        self.env[mt.ENV_SWEEPER] = info["sweeper"]
-        self.env[mt.ENV_SWEPT] = json.dumps(sorted(space))
-        os.environ.update(self.env)
-        GUARD.arm(self.env, self.direction)
+        name = str(config.get("name") or "default")
+        if tracking is not None:
+            name = str(tracking.get("experiment") or name)
+        sweeper = str((hydra.get("sweeper") or {}).get("_target_", ""))
+        self.info = {"name": name, "objective": str(config.get("objective")),
+                     "direction": direction, "swept": sorted(space),
+                     "sweep_dir": str(hydra.sweep.dir), "started": time.time()}
+        shared = {mt.ENV_SWEEPER: sweeper, mt.ENV_SWEPT: json.dumps(sorted(space))}
+        if tracking is not None:
+            info = {"sweep_dir": str(hydra.sweep.dir), "objective": str(config.get("objective")),
+                    "direction": direction, "overrides": overrides, "search_space": space,
+                    "sweeper": sweeper,
+                    "launcher": str((hydra.get("launcher") or {}).get("_target_", ""))}
+            try:
+                self.env = mt.start_sweep(tracking, name, info)
+            except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning
+                # Jobs without a parent, racing on a store nobody created, are what this
+                # callback exists to prevent: stop the sweep here, with one line.
+                print(f"nnx: error: {error}", file=sys.stderr)
+                sys.exit(2)
+            self.env.update(shared)
+            os.environ.update(self.env)
+        else:
+            self.env = None
+            os.environ.update(shared)
+        self.shared = shared
+        GUARD.arm(self.env, self.info)
 
     def on_job_start(self, config, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -162,8 +224,7 @@ class MlflowSweepCallback(Callback):
         hydra = HydraConfig.get()
         os.environ[mt.ENV_OUTPUT_DIR] = str(hydra.runtime.output_dir)
         if hydra.mode == RunMode.MULTIRUN:
-            if self.env:
-                os.environ.update(self.env)
+            os.environ.update(self.env or self.shared)
             os.environ[mt.ENV_JOB_NUM] = str(hydra.job.num)
             os.environ[mt.ENV_OVERRIDES] = json.dumps([str(o) for o in hydra.overrides.task])
         else:  # a single run is never a sweep's child, whatever the environment says
@@ -172,21 +233,13 @@ class MlflowSweepCallback(Callback):
                 os.environ.pop(key, None)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        if self.env is None:
+        if not self.info:
             return
-        from nnx import sweep_parent as mt
-
-        results = None
-        path = Path(str(config.hydra.sweep.dir)) / "optimization_results.yaml"
-        if path.is_file():
-            import yaml
-
-            results = yaml.safe_load(path.read_text()) or None
         try:
-            mt.end_sweep(self.env, self.direction, results=results)
+            finish_sweep(self.env, self.info)
         except Exception as error:  # noqa: BLE001 - the exit hook tries again
-            print(f"nnx: warning: closing the sweep's MLflow run failed: {type(error).__name__}: "
-                  f"{error}", file=sys.stderr)
+            what = "closing the sweep's MLflow run" if self.env else "the sweep's epilogue"
+            print(f"nnx: warning: {what} failed: {type(error).__name__}: {error}",
+                  file=sys.stderr)
             return
-        GUARD.disarm()
-        self.env = None
+        self.env, self.info = None, {}

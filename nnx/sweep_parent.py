@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 from nnx.run_metadata import (
@@ -91,8 +90,10 @@ def start_sweep(tracking: dict, name: str, info: dict) -> dict[str, str]:
     settings = check_settings(dict(tracking))
     uri = resolve_uri(settings["uri"])
     client = open_store(uri, float(settings["timeout"]))
-    exp_id = experiment_id(client, str(settings["experiment"] or name), uri)
+    experiment = str(settings["experiment"] or name)
+    exp_id = experiment_id(client, experiment, uri)
     from nnx import __version__
+    from nnx.run_names import parent_name
 
     tags = {"mlflow.user": user_name(), "mlflow.source.type": "LOCAL", "mlflow.source.name": "nnx.run",
             "nnx.sweep": "true", "nnx.version": __version__,
@@ -105,8 +106,7 @@ def start_sweep(tracking: dict, name: str, info: dict) -> dict[str, str]:
     git = git_state()
     if git is not None:
         tags["nnx.git_commit"] = tags["mlflow.source.git.commit"] = git[0]
-    run_name = f"sweep {time.strftime('%Y-%m-%d %H:%M:%S')}"
-    run = client.create_run(exp_id, start_time=now_ms(), run_name=run_name,
+    run = client.create_run(exp_id, start_time=now_ms(), run_name=parent_name(experiment),
                             tags={k: clip(v, MAX_TAG_VALUE) for k, v in tags.items()})
     from mlflow.entities import Param
 

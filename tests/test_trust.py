@@ -7,6 +7,7 @@ bit for bit.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,7 +132,7 @@ def post_search(api: str, experiment_id: str) -> list[str]:
 def listed_status(listing: str, run_id: str) -> str:
     """The status column of ``run_id``'s row in ``nnx.runs``' listing."""
     row = next(line for line in listing.splitlines() if line.startswith(run_id))
-    return row.split()[3]
+    return re.split(r"\s{2,}", row)[3]  # columns are 2+ spaces apart; a run name holds spaces
 
 
 def nnx_runs(args: list[str], capsys) -> str:
