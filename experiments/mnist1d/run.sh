@@ -16,6 +16,6 @@ nnx_run -m experiment=mnist1d_cnn optimizer.lr=0.001,0.003,0.01 \
   hydra.sweep.dir="$STUDY_DIR/outputs/cnn"
 nnx_run experiment=mnist1d_cnn name=mnist1d_cnn \
   'model.layers=[{name:conv1d,channels:25,kernel:5,stride:2,padding:1},relu,{name:conv1d,channels:25,kernel:3,stride:2,padding:1},relu,{name:conv1d,channels:25,kernel:3,stride:2,padding:1},relu,flatten,{name:dense,units:10}]' \
-  optimizer=adam optimizer.lr=0.01 schedule=constant trainer.epochs=150 \
+  optimizer=adam optimizer.lr=0.01 optimizer.weight_decay=0 schedule=constant trainer.epochs=150 \
   hydra.run.dir="$STUDY_DIR/outputs/paper_cnn"
 nnx_compare --experiment mnist1d_cnn --metric val_accuracy --out "$RESULTS/cnn"
