@@ -25,7 +25,7 @@ import numpy as np
 
 from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config, check_metrics
 from nnx.divergence import DEFAULT_FACTOR, DivergenceGuard
-from nnx.metrics import objective_source
+from nnx.metrics import OBJECTIVE, objective_source, once_per_run
 from nnx.network import Network, mlp
 from nnx.pruning import trial_callbacks
 from nnx.resume_check import check_resume, describe, recorded_config
@@ -385,6 +385,10 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
     status, error = "FINISHED", None
     try:
         trainer.tracker.start(cfg, trainer, ds)
+        trainer.tracker.log_dataset(ds.name, {
+            "training": (x_train, y_train),
+            "validation": None if x_val is None else (x_val, y_val),
+            "test": (ds.x_test, ds.y_test) if has_test else None})
         fit_started = time.perf_counter()
         logs = trainer.fit(x_train, y_train, x_val, y_val)
         train_seconds = time.perf_counter() - fit_started
@@ -397,8 +401,9 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
         # mistake for training time.
         logs["train_seconds"] = train_seconds
         logs["wall_seconds"] = time.perf_counter() - started
-        trainer.tracker.log_metrics({k: v for k, v in logs.items() if k.startswith("test_")},
-                                    step=trainer.epoch)
+        # Once per run: the test metrics and the times (the objective: at finish).
+        trainer.tracker.log_metrics({k: v for k, v in logs.items()
+                                     if once_per_run(k) and k != OBJECTIVE}, step=trainer.epoch)
         trainer.tracker.log_network(trainer.network)
         return {"metrics": logs, "trainer": trainer, "dataset": ds}
     except KeyboardInterrupt:
