@@ -1,5 +1,6 @@
 """Pictures of a run: learning curves, weight and gradient histograms, decision boundaries,
-confusion matrices, and sweep comparisons. Each function writes one PNG and returns its path.
+confusion matrices, and sweep comparisons. Each function writes one PNG and returns its path
+(given ``path=None``, it returns the matplotlib Figure instead: for tests and notebooks).
 ``RUN_PLOTS`` is the table of the pictures a tracked run logs at its end (``tracking.plots``
 picks among them): for each, its artifact file, when it applies and how it is drawn.
 
@@ -39,14 +40,16 @@ def run_colors(n: int) -> list:
     return [colormaps["turbo"](v) for v in np.linspace(0.05, 0.95, n)]
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path | None):
+    if path is None:
+        return fig
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, format="png")
     return path
 
 
-def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path,
+def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path | None,
                     title: str = "") -> Path:
     """Loss (and accuracy, when logged) per epoch, training beside validation.
 
@@ -77,7 +80,7 @@ def learning_curves(history: Sequence[Mapping[str, float]], path: str | Path,
     return _save(fig, path)
 
 
-def weight_histograms(network, path: str | Path, title: str = "", bins: int = 40) -> Path:
+def weight_histograms(network, path: str | Path | None, title: str = "", bins: int = 40) -> Path:
     """One row per layer with weights: the weight histogram beside the gradient histogram."""
     rows = [(i, layer) for i, layer in enumerate(network.layers) if layer.params]
     if not rows:
@@ -102,7 +105,7 @@ def weight_histograms(network, path: str | Path, title: str = "", bins: int = 40
     return _save(fig, path)
 
 
-def decision_boundary(network, x: np.ndarray, labels: np.ndarray, path: str | Path,
+def decision_boundary(network, x: np.ndarray, labels: np.ndarray, path: str | Path | None,
                       threshold: float = 0.5, title: str = "", resolution: int = 200) -> Path:
     """The predicted class over the plane of a 2-D dataset, with the points on top."""
     from nnx.metrics import labels_from_outputs
@@ -132,7 +135,7 @@ def decision_boundary(network, x: np.ndarray, labels: np.ndarray, path: str | Pa
     return _save(fig, path)
 
 
-def confusion_matrix(true: np.ndarray, predicted: np.ndarray, path: str | Path,
+def confusion_matrix(true: np.ndarray, predicted: np.ndarray, path: str | Path | None,
                      title: str = "", n_classes: int | None = None) -> Path:
     """Counts of (true class, predicted class); rows are the truth."""
     true, predicted = np.asarray(true, dtype=np.int64), np.asarray(predicted, dtype=np.int64)
@@ -157,7 +160,7 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, path: str | Path,
     return _save(fig, path)
 
 
-def objective_vs_params(table, metric: str, params: Sequence[str], path: str | Path,
+def objective_vs_params(table, metric: str, params: Sequence[str], path: str | Path | None,
                         title: str = "") -> Path:
     """One panel per varied parameter: ``metric`` of every run against that parameter's value.
 
@@ -193,7 +196,7 @@ def objective_vs_params(table, metric: str, params: Sequence[str], path: str | P
 
 
 def overlay_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], metric: str,
-                   path: str | Path, title: str = "") -> Path:
+                   path: str | Path | None, title: str = "") -> Path:
     """Several runs' ``metric`` against epoch on one axis.
 
     ``curves`` maps a label to (steps, values).

@@ -21,6 +21,7 @@ import pytest
 import nnx.run  # registers generated config nodes
 from nnx import experiment
 from nnx.config import ConfigError
+from nnx.metrics import stored_key
 from nnx.run import compose
 from nnx.trainer import STOP, NonFiniteError
 
@@ -103,6 +104,8 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     assert params["model.hidden"] == "[8]"
     assert params["dataset.name"] == "moons" and params["trainer.epochs"] == "6"
     assert not any(k.startswith("tracking.") for k in params)
+    # the objective's name is a param of its own; the metric "objective" holds its value
+    assert params["objective_name"] == "val_loss" and "objective" not in params
 
     # tags: dataset, version, and every component's distribution and version
     tags = run.data.tags
@@ -110,21 +113,32 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     assert tags["nnx.version"] == nnx.__version__
     # the objective (val_loss by default) comes from the 13 of 64 held out of train
     assert (tags["nnx.objective_source"], tags["nnx.dataset.n_validation"]) == ("val", "13")
-    assert run.data.metrics["val_loss"] != run.data.metrics["test_loss"]
+    assert run.data.metrics["val/loss"] != run.data.metrics["test/loss"]
     for key in ("component.optimizer", "component.loss", "component.dataset",
                 "component.layer.dense", "component.activation.tanh",
                 "component.initializer.glorot_uniform"):
         assert tags[key] == f"nnx {nnx.__version__}", key
 
-    # metrics: every key the trainer logged, at every epoch
-    for key in trainer.history[0]:
-        if key == "epoch":
-            continue
-        history = client.get_metric_history(rid, key)
-        assert [m.step for m in history] == [1, 2, 3, 4, 5, 6], key
-    assert {"layer0.weight_norm", "layer0.update_ratio", "grad_norm", "lr", "epoch_seconds",
-            "samples_per_second", "val_loss", "accuracy", "test_loss"} <= set(run.data.metrics)
-    assert run.data.metrics["objective"] == pytest.approx(result["metrics"]["objective"])
+    # metrics: every key the trainer logged, at every epoch, with its value, in its section
+    for i, row in enumerate(trainer.history):
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            history = client.get_metric_history(rid, stored_key(key))
+            assert [m.step for m in history] == [1, 2, 3, 4, 5, 6], key
+            assert history[i].value == pytest.approx(value, rel=1e-6), (key, i)
+    assert {"diagnostics/layer0.weight_norm", "diagnostics/layer0.update_ratio",
+            "diagnostics/grad_norm", "train/lr", "time/epoch_seconds", "time/samples_per_second",
+            "val/loss", "val/accuracy", "train/loss", "train/accuracy"} <= set(run.data.metrics)
+    assert not [k for k in run.data.metrics  # every metric in a section, or the objective
+                if "/" not in k and k != "objective"]
+    # measured once per run: one point each, at step 0 (a value, not a curve)
+    final = result["metrics"]
+    for key, name in (("objective", "objective"), ("test/loss", "test_loss"),
+                      ("test/accuracy", "test_accuracy"), ("time/train_seconds", "train_seconds")):
+        points = client.get_metric_history(rid, key)
+        assert [(m.step, m.value) for m in points] == [(0, pytest.approx(final[name]))], key
+    assert final["objective"] == final["val_loss"]
 
     files = artifacts(client, rid)
     assert {"config.yaml", "weights/epoch_00002.npz", "weights/epoch_00004.npz",
@@ -196,7 +210,7 @@ def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
     assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
     assert resumed[0].data.tags["nnx.resumed_from"] == run.info.run_id
     # epochs 2..5 were trained in the resumed run
-    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "loss")]
+    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "train/loss")]
     assert steps == [5]  # xor logs every 10 epochs, and always the last
 
 
@@ -348,7 +362,7 @@ def test_sigterm_marks_the_run_killed(store, tmp_path):
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["error"].startswith(f"stopped by {signal.Signals(signum).name}")
-    assert client.get_metric_history(run.info.run_id, "loss")  # flushed on the way out
+    assert client.get_metric_history(run.info.run_id, "train/loss")  # flushed on the way out
     # what python -m nnx.run adds: Hydra's folder, the job's log, the checkpoint
     files = artifacts(client, run.info.run_id)
     assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml",

@@ -222,8 +222,8 @@ def test_strict_tracking_fails_a_run_whose_record_is_incomplete(tmp_path, store,
     assert runs.main(["sync", str(tmp_path / "run"), "--uri", store]) == 0
     run = client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["nnx.spooled_points"] == "8"
-    assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3, 4, 5]
-    assert [m.step for m in client.get_metric_history(tracker.run_id, "lr")] == [2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train/loss")] == [1, 2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train/lr")] == [2, 3, 4, 5]
 
 
 def test_the_final_status_write_is_shielded_from_signals(capsys):
