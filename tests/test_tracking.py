@@ -180,7 +180,7 @@ def test_failed_run_is_marked_failed_with_the_error(store):
     assert "status: FAILED" in text and "Traceback" in text and "NonFiniteError" in text
 
 
-def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
+def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path, capfd):
     cfg = compose(["experiment=xor", "trainer.epochs=50", f"tracking.uri={store}",
                     "tracking.plots=false", "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
@@ -201,9 +201,11 @@ def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
                     f"trainer.resume={run.info.run_id}", "tracking.plots=false",
                     "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "resumed" / "checkpoints")
+    capfd.readouterr()
     result = experiment.train(cfg)
     assert result["trainer"].epoch == 5
     assert (tmp_path / "resumed" / "resume" / run.info.run_id / "last.npz").is_file()
+    assert "Downloading artifacts" not in capfd.readouterr().err  # no MLflow progress bar
     exp = client.get_experiment_by_name("xor")
     resumed = [r for r in client.search_runs([exp.experiment_id])
                if r.info.run_id != run.info.run_id]
@@ -369,3 +371,82 @@ def test_sigterm_marks_the_run_killed(store, tmp_path):
             "logs/run.log", "checkpoints/last.npz", "error.txt"} <= files, files
     assert run.data.tags["nnx.output_dir"] == str(tmp_path / "run")
     assert "nnx.job_num" not in run.data.tags and "mlflow.parentRunId" not in run.data.tags
+
+
+# -- what W&B and TensorBoard users expect: system metrics, the dataset, a quiet console ------
+def quick_moons(store: str, *overrides: str) -> dict:
+    cfg = compose(["dataset=moons", "dataset.n_samples=200", "dataset.n_test=50",
+                   "model.hidden=[8]", "trainer.epochs=5", f"tracking.uri={store}",
+                   "tracking.plots=false", "name=moons_sys", *overrides])
+    return experiment.train(cfg)
+
+
+def runs_newest_first(store: str, name: str) -> list:
+    client = client_for(store)
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def test_system_metrics_are_logged_unless_turned_off(store):
+    # log_model on: it takes seconds, and MLflow's model logging ends the run for a moment
+    # (set back to RUNNING at once), which a monitor must survive
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")
+    run = runs_newest_first(store, "moons_sys")[0]
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage",
+            "system/system_memory_usage_megabytes"} <= system, sorted(run.data.metrics)
+    memory = client_for(store).get_metric_history(run.info.run_id,
+                                                  "system/system_memory_usage_megabytes")
+    assert all(m.value > 0 for m in memory) and [m.step for m in memory] == list(
+        range(len(memory)))
+    quick_moons(store, "tracking.system_metrics_seconds=0.2", "tracking.system_metrics=false")
+    off = runs_newest_first(store, "moons_sys")[0]
+    assert off.info.run_id != run.info.run_id and off.info.status == "FINISHED"
+    assert not [k for k in off.data.metrics if k.startswith("system/")]
+    assert "train/loss" in off.data.metrics
+
+
+def test_the_dataset_is_a_run_input_per_split_with_a_digest_of_the_data(store):
+    from nnx.mlflow_tracker import data_digest
+
+    first = quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false")
+    quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false")
+    quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false",
+                "dataset.noise=0.3")
+    newest, same, oldest = runs_newest_first(store, "moons_sys")
+
+    def inputs(run) -> dict:
+        return {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+                for i in run.inputs.dataset_inputs}
+
+    splits = inputs(oldest)
+    assert set(splits) == {"training", "validation", "test"}
+    assert {d.name for d in splits.values()} == {"moons"}
+    ds = first["dataset"]
+    test = splits["test"]
+    assert test.digest == data_digest(ds.x_test, ds.y_test)
+    assert '"features_shape": [50, 2]' in test.profile and '"targets_shape": [50]' in test.profile
+    # 200 training samples, of which trainer.val_split=0.2 holds 40 out
+    assert '"features_shape": [160, 2]' in splits["training"].profile
+    assert '"features_shape": [40, 2]' in splits["validation"].profile
+    assert {c: d.digest for c, d in inputs(same).items()} == {c: d.digest
+                                                              for c, d in splits.items()}
+    changed = inputs(newest)  # dataset.noise=0.3: other points, other digests
+    assert all(changed[c].digest != splits[c].digest for c in splits)
+    # the digest is of every value: one changed entry changes it
+    x = ds.x_test.copy()
+    x[-1, -1] += 1.0
+    assert data_digest(x, ds.y_test) != test.digest
+
+
+def test_mlflow_info_messages_stay_off_the_console_unless_verbose(store, capfd):
+    capfd.readouterr()
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")  # logs a model: validation INFO
+    quiet = capfd.readouterr()
+    assert "INFO mlflow" not in quiet.out + quiet.err
+    quick_moons(store, "tracking.system_metrics_seconds=0.2", "tracking.verbose=true")
+    loud = capfd.readouterr()
+    assert "INFO mlflow" in loud.out + loud.err
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")  # and quiet again after
+    again = capfd.readouterr()
+    assert "INFO mlflow" not in again.out + again.err
