@@ -135,7 +135,11 @@ def find_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
     return runs, label, metric, direction, client
 
 
-def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.DataFrame:
+def _table(runs, metric: str, direction: str | None, all_params: bool,
+           required: bool = True) -> pd.DataFrame:
+    """The table ``runs_table`` describes; a ``metric`` no run has is an error when the user
+    asked for it (``required``), an empty column when it is the default (runs that have logged
+    nothing yet, e.g. killed before their first flush, still show)."""
     metric = M.user_name(metric)
     params = pd.DataFrame([run_params(r) for r in runs])
     params = params.drop(columns=[c for c in IGNORED_PARAMS if c in params], errors="ignore")
@@ -161,6 +165,8 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
                 row[key] = metrics[key]
         rows.append(row)
     table = pd.DataFrame(rows)
+    if metric not in table and not required:
+        table[metric] = np.nan
     if metric not in table:
         raise CompareError(f"--metric: no run has a metric {metric!r}; metrics: "
                            + ", ".join(sorted({k for r in runs
@@ -191,7 +197,7 @@ def runs_table(experiment: str | None = None, sweep: str | None = None, metric: 
     ``metric``, ``varied`` (the varied param names), ``label`` and ``uri``.
     """
     runs, label, default, direction, client = find_runs(experiment, sweep, uri)
-    table = _table(runs, metric or default, direction, all_params)
+    table = _table(runs, metric or default, direction, all_params, required=metric is not None)
     table.attrs.update({"label": label, "uri": client.tracking_uri})
     return table
 
@@ -276,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         runs, label, default, direction, client = find_runs(args.experiment, args.sweep, args.uri)
-        table = _table(runs, args.metric or default, direction, args.all_params)
+        table = _table(runs, args.metric or default, direction, args.all_params,
+                       required=args.metric is not None)
     except (CompareError, ConnectionError) as error:
         print(f"nnx.compare: error: {error}", file=sys.stderr)
         return 2

@@ -276,3 +276,14 @@ def test_a_sweeps_label_says_sweep_once(swept):
     uri, parent = swept
     label = runs_table(sweep=parent, uri=uri).attrs["label"]
     assert label.startswith("sweep ") and "sweep sweep" not in label
+
+
+def test_runs_that_logged_no_metric_yet_still_show_unless_a_metric_is_asked_for(store):
+    from nnx.compare import CompareError, runs_table
+
+    logged_runs(store, "fresh", [("RUNNING", {"optimizer.lr": "0.1"}, {}),
+                                 ("KILLED", {"optimizer.lr": "0.2"}, {})])
+    table = runs_table(experiment="fresh", uri=store)  # default metric: loss, which none has
+    assert list(table["status"]) == ["RUNNING", "KILLED"] and table["loss"].isna().all()
+    with pytest.raises(CompareError, match="--metric: no run has a metric 'val_loss'"):
+        runs_table(experiment="fresh", uri=store, metric="val_loss")
