@@ -33,6 +33,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -164,10 +165,15 @@ class MlflowTracker(Tracker):
 
     def _stop_system_metrics(self) -> None:
         """Before the status is set: the monitor stops on its own once the run is not RUNNING,
-        and its last samples would be lost."""
-        if self._system is not None:
-            self._system.finish()
-            self._system = None
+        and its last samples would be lost. Its last write goes through MLflow's own client,
+        whose retries take minutes on a dead server: given ``tracking.timeout`` at most."""
+        system, self._system = self._system, None
+        if system is None:
+            return
+        stopping = threading.Thread(target=system.finish, name="nnx-system-metrics-stop",
+                                    daemon=True)
+        stopping.start()
+        stopping.join(float(self.settings["timeout"]))
 
     @staticmethod
     def run_folder(config: dict, job: dict) -> Path:

@@ -274,11 +274,18 @@ def test_params_and_tags_are_clipped_to_mlflow_limits(store):
 def test_tracking_settings_are_checked():
     from nnx.tracking_settings import check_settings
 
-    assert check_settings({"name": "mlflow", "uri": None})["flush_seconds"] == 10.0
+    defaults = check_settings({"name": "mlflow", "uri": None})
+    assert defaults["flush_seconds"] == 10.0
+    assert (defaults["system_metrics"], defaults["system_metrics_seconds"],
+            defaults["verbose"]) == (True, 2.0, False)
     for bad, message in [({"snapshot_evry": 1}, "tracking.snapshot_evry: unknown setting"),
                          ({"snapshot_every": -1}, "tracking.snapshot_every: expected an integer"),
                          ({"timeout": 0}, "tracking.timeout: expected a number of seconds"),
-                         ({"plots": "yes"}, "tracking.plots: expected true or false")]:
+                         ({"plots": "yes"}, "tracking.plots: expected true or false"),
+                         ({"system_metrics": "on"}, "tracking.system_metrics: expected true"),
+                         ({"system_metrics_seconds": 0},
+                          "tracking.system_metrics_seconds: expected a number of seconds"),
+                         ({"verbose": 1}, "tracking.verbose: expected true or false")]:
         with pytest.raises(ConfigError, match=message):
             check_settings(bad)
 
