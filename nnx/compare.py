@@ -11,6 +11,10 @@ failed or is still running follows them, marked by its status); writes ``runs.cs
 ``runs.md``, the metric against every varied param (``objective_vs_params.png``) and the
 learning curves of the best runs overlaid (``curves_<metric>.png``) into ``--out``. The table
 alone, as a library call: ``nnx.compare.runs_table(experiment="xor")``.
+
+Metrics go by the names users write (``val_loss``; ``--metric val/loss``, the stored key, is
+taken too): a run's stored keys (``val/loss``) are read back through ``nnx.metrics.user_name``,
+and a store written before the metric sections (flat ``val_loss``) compares the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +38,16 @@ SHOWN_METRICS = ("objective", "loss", "accuracy", "val_loss", "val_accuracy", "t
 KEY_PARAMS = ("dataset.name", "model.hidden", "model.activation", "loss.name", "optimizer.name",
               "optimizer.lr", "schedule.name", "trainer.epochs", "trainer.batch_size", "seed")
 # Params that differ between runs without saying anything about the training.
-IGNORED_PARAMS = ("trainer.checkpoint_dir", "trainer.progress", "trainer.resume")
+IGNORED_PARAMS = ("trainer.checkpoint_dir", "trainer.progress", "trainer.resume",
+                  "print_predictions")
+
+
+def run_params(run) -> dict[str, str]:
+    """A run's params, the objective's name as ``objective_name`` in stores of either age."""
+    params = dict(run.data.params)
+    if "objective" in params:  # written before the param was renamed
+        params.setdefault(M.OBJECTIVE_PARAM, params.pop("objective"))
+    return params
 
 
 class CompareError(LookupError):
@@ -96,7 +109,9 @@ def find_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
         if not runs:
             raise CompareError(f"--sweep: run {sweep} ({parent.info.run_name}) has no child runs;"
                                " is it a sweep's parent run?")
-        label = f"sweep {parent.info.run_name or sweep}"
+        name = parent.info.run_name or sweep
+        # A parent's name says "sweep" itself ("sweep 2026-12-01 10:00:00"): not twice.
+        label = name if name.lower().startswith("sweep") else f"sweep {name}"
         direction = parent.data.tags.get("nnx.direction") or None
     else:
         if experiment:
@@ -113,14 +128,20 @@ def find_runs(experiment: str | None = None, sweep: str | None = None, uri: str 
             raise CompareError(f"experiment {exp.name!r} in {uri} has no training runs")
         label = f"experiment {exp.name}"
     objectives = {r.data.tags.get("nnx.objective") for r in runs} - {None}
-    metric = "objective" if any("objective" in r.data.metrics for r in runs) else "loss"
+    metric = (M.OBJECTIVE if any(M.OBJECTIVE in M.user_metrics(r.data.metrics) for r in runs)
+              else "loss")
     if direction is None and len(objectives) == 1:
         direction = M.direction(objectives.pop())
     return runs, label, metric, direction, client
 
 
-def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.DataFrame:
-    params = pd.DataFrame([r.data.params for r in runs])
+def _table(runs, metric: str, direction: str | None, all_params: bool,
+           required: bool = True) -> pd.DataFrame:
+    """The table ``runs_table`` describes; a ``metric`` no run has is an error when the user
+    asked for it (``required``), an empty column when it is the default (runs that have logged
+    nothing yet, e.g. killed before their first flush, still show)."""
+    metric = M.user_name(metric)
+    params = pd.DataFrame([run_params(r) for r in runs])
     params = params.drop(columns=[c for c in IGNORED_PARAMS if c in params], errors="ignore")
     # Varied: two or more distinct values. A param that only some runs have (optimizer.momentum
     # beside optimizer=adam,sgd) follows from another that varies, and is left out.
@@ -137,16 +158,19 @@ def _table(runs, metric: str, direction: str | None, all_params: bool) -> pd.Dat
                # RUNNING, but its heartbeat stopped: the process died (nnx.runs reap)
                else "STALE" if is_stale(run, now)
                else run.info.status}  # an Optuna trial stopped early: finished, not a failure
-        row.update({p: run.data.params.get(p) for p in shown_params})
-        metrics = run.data.metrics
+        row.update({p: run_params(run).get(p) for p in shown_params})
+        metrics = M.user_metrics(run.data.metrics)
         for key in (metric, *SHOWN_METRICS):
             if key in metrics and key not in row:
                 row[key] = metrics[key]
         rows.append(row)
     table = pd.DataFrame(rows)
+    if metric not in table and not required:
+        table[metric] = np.nan
     if metric not in table:
         raise CompareError(f"--metric: no run has a metric {metric!r}; metrics: "
-                           f"{', '.join(sorted({k for r in runs for k in r.data.metrics}))}")
+                           + ", ".join(sorted({k for r in runs
+                                               for k in M.user_metrics(r.data.metrics)})))
     # Best first among the finished runs; then the runs that did not finish (running, killed,
     # failed), whose metrics are those of an epoch part-way: not comparable with a finished
     # run's, however good. In each group, runs without the metric come last.
@@ -173,7 +197,7 @@ def runs_table(experiment: str | None = None, sweep: str | None = None, metric: 
     ``metric``, ``varied`` (the varied param names), ``label`` and ``uri``.
     """
     runs, label, default, direction, client = find_runs(experiment, sweep, uri)
-    table = _table(runs, metric or default, direction, all_params)
+    table = _table(runs, metric or default, direction, all_params, required=metric is not None)
     table.attrs.update({"label": label, "uri": client.tracking_uri})
     return table
 
@@ -193,10 +217,14 @@ def to_markdown(table: pd.DataFrame) -> str:
 
 
 def curves(client, table: pd.DataFrame, metric: str, limit: int = 12) -> dict:
-    """label -> (epochs, values) of ``metric`` for the best ``limit`` runs in ``table``."""
+    """label -> (epochs, values) of ``metric`` for the best ``limit`` runs in ``table``, from
+    its stored key (``val/loss``), or its flat name in a store older than the sections."""
     out = {}
     for rank, row in table.head(limit).iterrows():
-        history = client.get_metric_history(row["run_id"], metric)
+        for key in M.stored_keys(metric):
+            history = client.get_metric_history(row["run_id"], key)
+            if history:
+                break
         if history:
             steps = np.array([m.step for m in history])
             values = np.array([m.value for m in history])
@@ -254,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         runs, label, default, direction, client = find_runs(args.experiment, args.sweep, args.uri)
-        table = _table(runs, args.metric or default, direction, args.all_params)
+        table = _table(runs, args.metric or default, direction, args.all_params,
+                       required=args.metric is not None)
     except (CompareError, ConnectionError) as error:
         print(f"nnx.compare: error: {error}", file=sys.stderr)
         return 2

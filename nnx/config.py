@@ -330,7 +330,7 @@ def check_metrics(cfg: dict, task: str | None = None) -> None:
     """``objective`` and the early-stopping monitor are metrics this run will have: training
     metrics, or validation ones when there is a validation set; never test metrics (the test
     set is evaluated once, at the end, and nothing selects on it). ``task`` None: either task."""
-    from nnx.metrics import epoch_metrics
+    from nnx.metrics import epoch_metrics, user_name
 
     validation = cfg["trainer"].get("val_split", 0.0) > 0
     tasks = (task,) if task else ("classification", "regression")
@@ -356,6 +356,9 @@ def check_metrics(cfg: dict, task: str | None = None) -> None:
                 f"{key}: {metric!r} needs a validation set, but trainer.val_split is 0 (no "
                 f"validation); set trainer.val_split (e.g. 0.2), or {key}={metric[4:]} to "
                 "use the training metric")
+        if user_name(metric) in valid:  # a stored key, as MLflow's UI shows it
+            raise ConfigError(f"{key}: {metric!r} is how MLflow stores the metric; name it "
+                              f"as the trainer does: {key}={user_name(metric)}")
         close = difflib.get_close_matches(metric, valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"{key}: {metric!r} is not a metric of this run{for_task}.{hint} "

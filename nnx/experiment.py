@@ -25,7 +25,7 @@ import numpy as np
 
 from nnx.config import DATASET_KEYS, ConfigError, build_component, check_config, check_metrics
 from nnx.divergence import DEFAULT_FACTOR, DivergenceGuard
-from nnx.metrics import objective_source
+from nnx.metrics import OBJECTIVE, objective_source, once_per_run
 from nnx.network import Network, mlp
 from nnx.pruning import trial_callbacks
 from nnx.resume_check import check_resume, describe, recorded_config
@@ -264,6 +264,7 @@ def build(cfg: dict):
     optimizer = build_component("optimizer", cfg["optimizer"])
     schedule = build_component("schedule", cfg["schedule"])
     check_output(cfg, loss)
+    doing(cfg, f"loading dataset {cfg['dataset']['name']}")
     ds = load_data(cfg, data_rng, dtype)
     check_metrics(cfg, ds.task)
     out_features = output_size(ds, loss)
@@ -381,10 +382,19 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
     loss = trainer.loss
     x_train, y_train, x_val, y_val = fit_data(cfg, ds, loss, out_features)
     has_test = ds.x_test is not None
+    if tracker is None and (cfg.get("tracking") or {}).get("name", "none") != "none":
+        from nnx.store import resolve_uri, sqlite_path
+
+        uri = resolve_uri(cfg["tracking"].get("uri"))
+        doing(cfg, f"opening the MLflow store {sqlite_path(uri) or uri}")
     trainer.tracker = tracker or make_tracker(cfg)
     status, error = "FINISHED", None
     try:
         trainer.tracker.start(cfg, trainer, ds)
+        trainer.tracker.log_dataset(ds.name, {
+            "training": (x_train, y_train),
+            "validation": None if x_val is None else (x_val, y_val),
+            "test": (ds.x_test, ds.y_test) if has_test else None})
         fit_started = time.perf_counter()
         logs = trainer.fit(x_train, y_train, x_val, y_val)
         train_seconds = time.perf_counter() - fit_started
@@ -397,8 +407,11 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
         # mistake for training time.
         logs["train_seconds"] = train_seconds
         logs["wall_seconds"] = time.perf_counter() - started
-        trainer.tracker.log_metrics({k: v for k, v in logs.items() if k.startswith("test_")},
-                                    step=trainer.epoch)
+        # Once per run: the test metrics and the times (the objective: at finish).
+        trainer.tracker.log_metrics({k: v for k, v in logs.items()
+                                     if once_per_run(k) and k != OBJECTIVE}, step=trainer.epoch)
+        if not isinstance(trainer.tracker, NullTracker):
+            doing(cfg, "logging the network, its model and plots")
         trainer.tracker.log_network(trainer.network)
         return {"metrics": logs, "trainer": trainer, "dataset": ds}
     except KeyboardInterrupt:
@@ -409,6 +422,14 @@ def train(cfg: dict, tracker: Tracker | None = None) -> dict:
         raise
     finally:
         trainer.tracker.finish(status, error)
+
+
+def doing(cfg: dict, what: str) -> None:
+    """One line on what a run is doing before its progress bar starts (loading data, opening
+    the store: seconds each), where the progress bar would show: a terminal, with
+    ``trainer.progress`` on. Logs and pipes get none."""
+    if cfg["trainer"].get("progress", True) and sys.stderr.isatty():
+        print(f"nnx: {what} ...", file=sys.stderr, flush=True)
 
 
 def summary(cfg: dict, result: dict) -> str:

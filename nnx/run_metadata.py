@@ -52,11 +52,16 @@ def param_text(value) -> str:
 
 
 def config_params(config: dict) -> dict[str, str]:
-    """The flattened config as params within MLflow's limits (keys 250, values 6000 chars)."""
+    """The flattened config as params within MLflow's limits (keys 250, values 6000 chars);
+    the top-level ``objective`` (a metric's name) is the param ``objective_name``."""
+    from nnx.metrics import OBJECTIVE, OBJECTIVE_PARAM
+
     params = {}
     for key, value in flatten(config).items():
         if any(key == skip or key.startswith(skip + ".") for skip in NOT_PARAMS):
             continue
+        if key == OBJECTIVE:  # its name; the metric "objective" holds its value
+            key = OBJECTIVE_PARAM
         params[clip(key, MAX_KEY)] = clip(param_text(value), MAX_PARAM_VALUE)
     return params
 

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnx import metrics as M
 from nnx.run_names import _number, varied_values
 
 RESULT_FILE = "result.json"  # what each job writes into its Hydra output folder (nnx.run)
@@ -62,7 +63,8 @@ def rows_from_runs(children, swept) -> list[Row]:
     """Rows of a tracked sweep's child runs (MLflow ``Run`` objects)."""
     rows = []
     for run in children:
-        tags, metrics = run.data.tags, run.data.metrics
+        # The users' names (val_loss), whichever key scheme the store has (val/loss or val_loss).
+        tags, metrics = run.data.tags, M.user_metrics(run.data.metrics)
         status = "PRUNED" if tags.get("nnx.trial_state") == "pruned" else run.info.status
         overrides = json.loads(tags.get("nnx.overrides") or "[]")
         rows.append(Row(job=_job_number(tags.get("trial", tags.get("nnx.job_num", ""))),

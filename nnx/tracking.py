@@ -24,6 +24,10 @@ class Tracker:
     def log_metrics(self, metrics: dict[str, float], step: int) -> None:
         pass
 
+    def log_dataset(self, name: str, splits: dict) -> None:
+        """The data the run trains on: ``splits`` maps a context (``training``,
+        ``validation``, ``test``) to ``(x, y)``, or None where the run has no such split."""
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         pass
 

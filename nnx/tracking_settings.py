@@ -22,6 +22,9 @@ SETTINGS = {
     "retry_seconds": 120.0,
     "heartbeat_seconds": 30.0,
     "strict": False,
+    "system_metrics": True,
+    "system_metrics_seconds": 2.0,
+    "verbose": False,
 }
 # The pictures tracking.plots picks among, in the order they are drawn (nnx.plots.RUN_PLOTS).
 PLOTS = tuple(RUN_PLOTS)
@@ -38,11 +41,12 @@ def check_settings(tracking: dict) -> dict:
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"tracking.{key}: expected an integer >= 0 (0 = only at the end), "
                               f"got {value!r}")
-    for key in ("flush_seconds", "timeout", "retry_seconds", "heartbeat_seconds"):
+    for key in ("flush_seconds", "timeout", "retry_seconds", "heartbeat_seconds",
+                "system_metrics_seconds"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"tracking.{key}: expected a number of seconds > 0, got {value!r}")
-    for key in ("log_model", "strict"):
+    for key in ("log_model", "strict", "system_metrics", "verbose"):
         if not isinstance(settings[key], bool):
             raise ConfigError(f"tracking.{key}: expected true or false, got {settings[key]!r}")
     settings["plots"] = plot_names(settings["plots"])

@@ -60,8 +60,8 @@ def test_tutorial_run_then_compare_shows_it(tmp_path, store_template):
 
     client = MlflowClient(uri)
     run = client.get_run(table.loc[1, "run_id"])
-    assert table.loc[1, "loss"] == pytest.approx(run.data.metrics["loss"])
-    assert f"{run.data.metrics['loss']:.6f}"[:6] in out
+    assert table.loc[1, "loss"] == pytest.approx(run.data.metrics["train/loss"])
+    assert f"{run.data.metrics['train/loss']:.6f}"[:6] in out
     assert "| rank | run_id |" in (report / "runs.md").read_text()
     # the tutorial has no validation set (4 samples): the curves are of the training loss
     assert (report / "curves_loss.png").stat().st_size > 1000
@@ -195,3 +195,95 @@ def test_compare_order_property_over_random_statuses(store):
         for a, b in itertools.pairwise(ties):  # equal values keep the order the runs started
             if expected[a] == expected[b]:
                 assert list(ids.values()).index(a) < list(ids.values()).index(b)
+
+
+# -- stores of either age: flat keys (before the metric sections) and sectioned keys ----------
+def log_history(client, experiment_id: str, name: str, start: int, params: dict,
+                metrics: dict[str, list[float]]) -> str:
+    """A FINISHED run logged with MLflow's own client, each metric's values at steps 1, 2, ..."""
+    run = client.create_run(experiment_id, run_name=name, start_time=start,
+                            tags={"nnx.objective": "val_loss"})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    for key, values in metrics.items():
+        for step, value in enumerate(values, 1):
+            client.log_metric(run.info.run_id, key, value, step=step)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def test_a_store_written_before_the_metric_sections_still_compares(store, tmp_path, capsys):
+    """An old run (flat keys ``loss``, ``val_loss``, the param ``objective``) beside a new one
+    (``train/loss``, ``val/loss``, the param ``objective_name``): one table, one metric each."""
+    from mlflow.tracking import MlflowClient
+
+    from nnx.compare import curves, main, runs_table, write_report
+
+    client = MlflowClient(store)
+    exp = client.create_experiment("ages")
+    log_history(client, exp, "old", 1000, {"optimizer.lr": "0.1", "objective": "val_loss"},
+                {"loss": [0.9, 0.5], "val_loss": [1.0, 0.6], "objective": [0.6],
+                 "test_loss": [0.65], "layer0.grad_norm": [2.0, 1.0]})
+    log_history(client, exp, "new", 2000, {"optimizer.lr": "0.2", "objective_name": "val_loss"},
+                {"train/loss": [0.8, 0.4], "val/loss": [0.9, 0.3], "objective": [0.3],
+                 "test/loss": [0.35], "diagnostics/layer0.grad_norm": [3.0, 1.5],
+                 "system/cpu_utilization_percentage": [12.0]})
+    table = runs_table(experiment="ages", uri=store)
+    assert table.attrs["metric"] == "objective"
+    assert list(table["run_name"]) == ["new", "old"]
+    assert list(table["objective"]) == [0.3, 0.6]
+    assert list(table["loss"]) == [0.4, 0.5] and list(table["val_loss"]) == [0.3, 0.6]
+    assert list(table["test_loss"]) == [0.35, 0.65]
+    # objective (old) and objective_name (new) are one param, the same in both: not varied
+    assert table.attrs["varied"] == ["optimizer.lr"]
+    everything = runs_table(experiment="ages", uri=store, all_params=True)
+    assert list(everything["objective_name"]) == ["val_loss", "val_loss"]
+    # --metric by the user's name or by the stored key
+    for metric in ("val_loss", "val/loss"):
+        by = runs_table(experiment="ages", uri=store, metric=metric)
+        assert by.attrs["metric"] == "val_loss" and list(by["run_name"]) == ["new", "old"]
+    found = curves(client, table, "val_loss")
+    assert {k: list(v) for k, (_, v) in found.items()} == {"1. new": [0.9, 0.3],
+                                                          "2. old": [1.0, 0.6]}
+    found = curves(client, table, "layer0.grad_norm")
+    assert {k: list(v) for k, (_, v) in found.items()} == {"1. new": [3.0, 1.5],
+                                                          "2. old": [2.0, 1.0]}
+    written = write_report(table, tmp_path / "report", client)
+    assert {p.name for p in written} == {"runs.csv", "runs.md", "objective_vs_params.png",
+                                         "curves_val_loss.png"}
+    assert main(["--experiment", "ages", "--uri", store, "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert "experiment ages (2 runs)" in out and "sorted by objective (ascending" in out
+
+
+def test_params_that_do_not_change_the_training_are_not_varied(store):
+    """The tutorial study's reproduce run prints its predictions, its sweep does not:
+    ``print_predictions`` differs, but is no parameter of what was trained."""
+    from nnx.compare import runs_table
+
+    logged_runs(store, "printing", [
+        ("FINISHED", {"optimizer.lr": "0.1", "print_predictions": "true", "seed": "0"},
+         {"objective": 0.5}),
+        ("FINISHED", {"optimizer.lr": "0.2", "print_predictions": "false", "seed": "0"},
+         {"objective": 0.4}),
+    ])
+    assert runs_table(experiment="printing", uri=store).attrs["varied"] == ["optimizer.lr"]
+
+
+def test_a_sweeps_label_says_sweep_once(swept):
+    from nnx.compare import runs_table
+
+    uri, parent = swept
+    label = runs_table(sweep=parent, uri=uri).attrs["label"]
+    assert label.startswith("sweep ") and "sweep sweep" not in label
+
+
+def test_runs_that_logged_no_metric_yet_still_show_unless_a_metric_is_asked_for(store):
+    from nnx.compare import CompareError, runs_table
+
+    logged_runs(store, "fresh", [("RUNNING", {"optimizer.lr": "0.1"}, {}),
+                                 ("KILLED", {"optimizer.lr": "0.2"}, {})])
+    table = runs_table(experiment="fresh", uri=store)  # default metric: loss, which none has
+    assert list(table["status"]) == ["RUNNING", "KILLED"] and table["loss"].isna().all()
+    with pytest.raises(CompareError, match="--metric: no run has a metric 'val_loss'"):
+        runs_table(experiment="fresh", uri=store, metric="val_loss")

@@ -312,7 +312,7 @@ def test_a_pruned_trial_stops_at_that_epoch_and_a_rerun_continues_the_study(stor
     assert pruned.info.status == "FINISHED"
     assert pruned.data.tags["nnx.trial_state"] == "pruned"
     assert pruned.data.tags["nnx.pruned_epoch"] == "1"
-    assert [m.step for m in client.get_metric_history(pruned.info.run_id, "loss")] == [1]
+    assert [m.step for m in client.get_metric_history(pruned.info.run_id, "train/loss")] == [1]
     assert complete.data.tags["nnx.trial_state"] == "complete"
     assert complete.data.metrics["trial_value"] == pytest.approx(study.trials[0].value)
     assert parents[1].data.tags["nnx.trials.pruned"] == "1"

@@ -87,7 +87,7 @@ def test_a_changed_learning_rate_is_applied_and_recorded(tmp_path, store):
     assert run.data.params["optimizer.lr"] == "0.1"
     # the resumed run's own epochs, 3 and 4, at the new rate
     assert [(m.step, m.value) for m in MlflowClient(store).get_metric_history(
-        run.info.run_id, "lr")] == [(3, 0.1), (4, 0.1)]
+        run.info.run_id, "train/lr")] == [(3, 0.1), (4, 0.1)]
     assert '"key": "optimizer.lr", "old": 0.001, "new": 0.1, "from_epoch": 3' in \
         run.data.tags["nnx.resume_changes"]
     saved = checkpoint.read(tmp_path / "second" / "last.npz")[0]["extra"]["config"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -180,3 +181,26 @@ def test_compose_then_train_from_python_as_the_readme_shows():
     result = train(config)
     assert sorted(result) == ["dataset", "metrics", "trainer"]
     assert result["metrics"]["test_accuracy"] == 1.0
+
+
+def test_a_run_on_a_terminal_says_what_it_does_before_its_progress_bar(monkeypatch, store):
+    """Loading data and opening the store take seconds before the first epoch (digits_mlp:
+    ~10 s here): a terminal is told; a pipe or a log is not."""
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    overrides = ["experiment=xor", "trainer.epochs=2", f"tracking.uri={store}",
+                 "tracking.plots=false", "tracking.log_model=false",
+                 "tracking.system_metrics=false"]
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    experiment.train(compose(overrides))
+    lines = [line for line in sys.stderr.getvalue().splitlines() if line.startswith("nnx: ")]
+    assert lines == ["nnx: loading dataset xor ...",
+                     f"nnx: opening the MLflow store {store.removeprefix('sqlite:///')} ...",
+                     "nnx: logging the network, its model and plots ..."]
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: nothing
+    experiment.train(compose(overrides))
+    assert "nnx: " not in sys.stderr.getvalue()

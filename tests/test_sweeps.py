@@ -57,7 +57,7 @@ def test_joblib_sweep_on_a_fresh_store_nests_every_job(tmp_path):
     assert sorted(int(c.data.tags["nnx.job_num"]) for c in children) == list(range(8))
     for child in children:
         assert child.info.status == "FINISHED", child.data.tags.get("error")
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "loss")]
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "train/loss")]
         assert steps == list(range(1, 13)), child.info.run_name
         # the run name says what the job changed, and only that: "#3 adam relu"
         assert child.info.run_name == (f"#{child.data.tags['nnx.job_num']} "

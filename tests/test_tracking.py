@@ -21,6 +21,7 @@ import pytest
 import nnx.run  # registers generated config nodes
 from nnx import experiment
 from nnx.config import ConfigError
+from nnx.metrics import stored_key
 from nnx.run import compose
 from nnx.trainer import STOP, NonFiniteError
 
@@ -103,6 +104,8 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     assert params["model.hidden"] == "[8]"
     assert params["dataset.name"] == "moons" and params["trainer.epochs"] == "6"
     assert not any(k.startswith("tracking.") for k in params)
+    # the objective's name is a param of its own; the metric "objective" holds its value
+    assert params["objective_name"] == "val_loss" and "objective" not in params
 
     # tags: dataset, version, and every component's distribution and version
     tags = run.data.tags
@@ -110,21 +113,32 @@ def test_run_records_params_tags_metrics_weights_plots_and_model(store, tmp_path
     assert tags["nnx.version"] == nnx.__version__
     # the objective (val_loss by default) comes from the 13 of 64 held out of train
     assert (tags["nnx.objective_source"], tags["nnx.dataset.n_validation"]) == ("val", "13")
-    assert run.data.metrics["val_loss"] != run.data.metrics["test_loss"]
+    assert run.data.metrics["val/loss"] != run.data.metrics["test/loss"]
     for key in ("component.optimizer", "component.loss", "component.dataset",
                 "component.layer.dense", "component.activation.tanh",
                 "component.initializer.glorot_uniform"):
         assert tags[key] == f"nnx {nnx.__version__}", key
 
-    # metrics: every key the trainer logged, at every epoch
-    for key in trainer.history[0]:
-        if key == "epoch":
-            continue
-        history = client.get_metric_history(rid, key)
-        assert [m.step for m in history] == [1, 2, 3, 4, 5, 6], key
-    assert {"layer0.weight_norm", "layer0.update_ratio", "grad_norm", "lr", "epoch_seconds",
-            "samples_per_second", "val_loss", "accuracy", "test_loss"} <= set(run.data.metrics)
-    assert run.data.metrics["objective"] == pytest.approx(result["metrics"]["objective"])
+    # metrics: every key the trainer logged, at every epoch, with its value, in its section
+    for i, row in enumerate(trainer.history):
+        for key, value in row.items():
+            if key == "epoch":
+                continue
+            history = client.get_metric_history(rid, stored_key(key))
+            assert [m.step for m in history] == [1, 2, 3, 4, 5, 6], key
+            assert history[i].value == pytest.approx(value, rel=1e-6), (key, i)
+    assert {"diagnostics/layer0.weight_norm", "diagnostics/layer0.update_ratio",
+            "diagnostics/grad_norm", "train/lr", "time/epoch_seconds", "time/samples_per_second",
+            "val/loss", "val/accuracy", "train/loss", "train/accuracy"} <= set(run.data.metrics)
+    assert not [k for k in run.data.metrics  # every metric in a section, or the objective
+                if "/" not in k and k != "objective"]
+    # measured once per run: one point each, at step 0 (a value, not a curve)
+    final = result["metrics"]
+    for key, name in (("objective", "objective"), ("test/loss", "test_loss"),
+                      ("test/accuracy", "test_accuracy"), ("time/train_seconds", "train_seconds")):
+        points = client.get_metric_history(rid, key)
+        assert [(m.step, m.value) for m in points] == [(0, pytest.approx(final[name]))], key
+    assert final["objective"] == final["val_loss"]
 
     files = artifacts(client, rid)
     assert {"config.yaml", "weights/epoch_00002.npz", "weights/epoch_00004.npz",
@@ -166,7 +180,7 @@ def test_failed_run_is_marked_failed_with_the_error(store):
     assert "status: FAILED" in text and "Traceback" in text and "NonFiniteError" in text
 
 
-def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
+def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path, capfd):
     cfg = compose(["experiment=xor", "trainer.epochs=50", f"tracking.uri={store}",
                     "tracking.plots=false", "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "checkpoints")
@@ -187,16 +201,18 @@ def test_interrupted_run_is_killed_and_resumes_from_its_run_id(store, tmp_path):
                     f"trainer.resume={run.info.run_id}", "tracking.plots=false",
                     "tracking.log_model=false"])
     cfg["trainer"]["checkpoint_dir"] = str(tmp_path / "resumed" / "checkpoints")
+    capfd.readouterr()
     result = experiment.train(cfg)
     assert result["trainer"].epoch == 5
     assert (tmp_path / "resumed" / "resume" / run.info.run_id / "last.npz").is_file()
+    assert "Downloading artifacts" not in capfd.readouterr().err  # no MLflow progress bar
     exp = client.get_experiment_by_name("xor")
     resumed = [r for r in client.search_runs([exp.experiment_id])
                if r.info.run_id != run.info.run_id]
     assert len(resumed) == 1 and resumed[0].info.status == "FINISHED"
     assert resumed[0].data.tags["nnx.resumed_from"] == run.info.run_id
     # epochs 2..5 were trained in the resumed run
-    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "loss")]
+    steps = [m.step for m in client.get_metric_history(resumed[0].info.run_id, "train/loss")]
     assert steps == [5]  # xor logs every 10 epochs, and always the last
 
 
@@ -258,11 +274,18 @@ def test_params_and_tags_are_clipped_to_mlflow_limits(store):
 def test_tracking_settings_are_checked():
     from nnx.tracking_settings import check_settings
 
-    assert check_settings({"name": "mlflow", "uri": None})["flush_seconds"] == 10.0
+    defaults = check_settings({"name": "mlflow", "uri": None})
+    assert defaults["flush_seconds"] == 10.0
+    assert (defaults["system_metrics"], defaults["system_metrics_seconds"],
+            defaults["verbose"]) == (True, 2.0, False)
     for bad, message in [({"snapshot_evry": 1}, "tracking.snapshot_evry: unknown setting"),
                          ({"snapshot_every": -1}, "tracking.snapshot_every: expected an integer"),
                          ({"timeout": 0}, "tracking.timeout: expected a number of seconds"),
-                         ({"plots": "yes"}, "tracking.plots: expected true or false")]:
+                         ({"plots": "yes"}, "tracking.plots: expected true or false"),
+                         ({"system_metrics": "on"}, "tracking.system_metrics: expected true"),
+                         ({"system_metrics_seconds": 0},
+                          "tracking.system_metrics_seconds: expected a number of seconds"),
+                         ({"verbose": 1}, "tracking.verbose: expected true or false")]:
         with pytest.raises(ConfigError, match=message):
             check_settings(bad)
 
@@ -348,10 +371,89 @@ def test_sigterm_marks_the_run_killed(store, tmp_path):
     run = client.get_run(run.info.run_id)
     assert run.info.status == "KILLED"
     assert run.data.tags["error"].startswith(f"stopped by {signal.Signals(signum).name}")
-    assert client.get_metric_history(run.info.run_id, "loss")  # flushed on the way out
+    assert client.get_metric_history(run.info.run_id, "train/loss")  # flushed on the way out
     # what python -m nnx.run adds: Hydra's folder, the job's log, the checkpoint
     files = artifacts(client, run.info.run_id)
     assert {".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "config.yaml",
             "logs/run.log", "checkpoints/last.npz", "error.txt"} <= files, files
     assert run.data.tags["nnx.output_dir"] == str(tmp_path / "run")
     assert "nnx.job_num" not in run.data.tags and "mlflow.parentRunId" not in run.data.tags
+
+
+# -- what W&B and TensorBoard users expect: system metrics, the dataset, a quiet console ------
+def quick_moons(store: str, *overrides: str) -> dict:
+    cfg = compose(["dataset=moons", "dataset.n_samples=200", "dataset.n_test=50",
+                   "model.hidden=[8]", "trainer.epochs=5", f"tracking.uri={store}",
+                   "tracking.plots=false", "name=moons_sys", *overrides])
+    return experiment.train(cfg)
+
+
+def runs_newest_first(store: str, name: str) -> list:
+    client = client_for(store)
+    exp = client.get_experiment_by_name(name)
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"])
+
+
+def test_system_metrics_are_logged_unless_turned_off(store):
+    # log_model on: it takes seconds, and MLflow's model logging ends the run for a moment
+    # (set back to RUNNING at once), which a monitor must survive
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")
+    run = runs_newest_first(store, "moons_sys")[0]
+    system = {k for k in run.data.metrics if k.startswith("system/")}
+    assert {"system/cpu_utilization_percentage",
+            "system/system_memory_usage_megabytes"} <= system, sorted(run.data.metrics)
+    memory = client_for(store).get_metric_history(run.info.run_id,
+                                                  "system/system_memory_usage_megabytes")
+    assert all(m.value > 0 for m in memory) and [m.step for m in memory] == list(
+        range(len(memory)))
+    quick_moons(store, "tracking.system_metrics_seconds=0.2", "tracking.system_metrics=false")
+    off = runs_newest_first(store, "moons_sys")[0]
+    assert off.info.run_id != run.info.run_id and off.info.status == "FINISHED"
+    assert not [k for k in off.data.metrics if k.startswith("system/")]
+    assert "train/loss" in off.data.metrics
+
+
+def test_the_dataset_is_a_run_input_per_split_with_a_digest_of_the_data(store):
+    from nnx.mlflow_tracker import data_digest
+
+    first = quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false")
+    quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false")
+    quick_moons(store, "tracking.log_model=false", "tracking.system_metrics=false",
+                "dataset.noise=0.3")
+    newest, same, oldest = runs_newest_first(store, "moons_sys")
+
+    def inputs(run) -> dict:
+        return {next(t.value for t in i.tags if t.key == "mlflow.data.context"): i.dataset
+                for i in run.inputs.dataset_inputs}
+
+    splits = inputs(oldest)
+    assert set(splits) == {"training", "validation", "test"}
+    assert {d.name for d in splits.values()} == {"moons"}
+    ds = first["dataset"]
+    test = splits["test"]
+    assert test.digest == data_digest(ds.x_test, ds.y_test)
+    assert '"features_shape": [50, 2]' in test.profile and '"targets_shape": [50]' in test.profile
+    # 200 training samples, of which trainer.val_split=0.2 holds 40 out
+    assert '"features_shape": [160, 2]' in splits["training"].profile
+    assert '"features_shape": [40, 2]' in splits["validation"].profile
+    assert {c: d.digest for c, d in inputs(same).items()} == {c: d.digest
+                                                              for c, d in splits.items()}
+    changed = inputs(newest)  # dataset.noise=0.3: other points, other digests
+    assert all(changed[c].digest != splits[c].digest for c in splits)
+    # the digest is of every value: one changed entry changes it
+    x = ds.x_test.copy()
+    x[-1, -1] += 1.0
+    assert data_digest(x, ds.y_test) != test.digest
+
+
+def test_mlflow_info_messages_stay_off_the_console_unless_verbose(store, capfd):
+    capfd.readouterr()
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")  # logs a model: validation INFO
+    quiet = capfd.readouterr()
+    assert "INFO mlflow" not in quiet.out + quiet.err
+    quick_moons(store, "tracking.system_metrics_seconds=0.2", "tracking.verbose=true")
+    loud = capfd.readouterr()
+    assert "INFO mlflow" in loud.out + loud.err
+    quick_moons(store, "tracking.system_metrics_seconds=0.2")  # and quiet again after
+    again = capfd.readouterr()
+    assert "INFO mlflow" not in again.out + again.err

@@ -127,7 +127,7 @@ def test_a_run_reaches_a_tracking_server(tmp_path, store_template):
         assert params["optimizer.name"] == "sgd" and params["trainer.epochs"] == "200"
         tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
         assert tags["dataset"] == "tutorial" and tags["component.optimizer"].startswith("nnx ")
-        history = get(f"{api}/metrics/get-history?run_id={run_id}&metric_key=loss")["metrics"]
+        history = get(f"{api}/metrics/get-history?run_id={run_id}&metric_key=train/loss")["metrics"]
         assert [m["step"] for m in history] == list(range(10, 201, 10))  # log_every 10
         listed = get(f"{api}/artifacts/list?run_id={run_id}")["files"]
         assert {"config.yaml", "weights", "plots", "checkpoints", ".hydra"} <= {

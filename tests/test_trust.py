@@ -19,6 +19,7 @@ from test_resume import assert_same_checkpoints
 from test_tracking_server import BIN, free_port, get, start, stop, wait_until_up
 
 from nnx import checkpoint, runs
+from nnx.metrics import stored_key
 from nnx.spool import SPOOL_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +76,7 @@ def test_a_server_stopped_mid_run_loses_no_metric(tmp_path, store_template):
             except OSError:
                 return None
             found = post_search(api, exp["experiment"]["experiment_id"])
-            if found and get(f"{api}/metrics/get-history?run_id={found[0]}&metric_key=loss"
+            if found and get(f"{api}/metrics/get-history?run_id={found[0]}&metric_key=train/loss"
                              ).get("metrics"):
                 return found[0]
             return None
@@ -106,7 +107,8 @@ def test_a_server_stopped_mid_run_loses_no_metric(tmp_path, store_template):
         keys = sorted(set(history[0]) - {"epoch"})
         assert len(history) == epochs and len(keys) >= 8
         for key in keys:  # epochs x metrics, each point once
-            points = get(f"{api}/metrics/get-history?run_id={run_id}&metric_key={key}")["metrics"]
+            points = get(f"{api}/metrics/get-history?run_id={run_id}"
+                         f"&metric_key={stored_key(key)}")["metrics"]
             assert sorted(p["step"] for p in points) == list(range(1, epochs + 1)), key
             if key not in TIMING:
                 assert [p["value"] for p in sorted(points, key=lambda p: p["step"])] == \
@@ -116,7 +118,8 @@ def test_a_server_stopped_mid_run_loses_no_metric(tmp_path, store_template):
         assert runs.main(["sync", str(tmp_path / "run")]) == 0  # idempotent
         assert spool.read_text() == before
         for key in keys:
-            points = get(f"{api}/metrics/get-history?run_id={run_id}&metric_key={key}")["metrics"]
+            points = get(f"{api}/metrics/get-history?run_id={run_id}"
+                         f"&metric_key={stored_key(key)}")["metrics"]
             assert len(points) == epochs, key
     finally:
         stop(server, port)
@@ -223,8 +226,8 @@ def test_strict_tracking_fails_a_run_whose_record_is_incomplete(tmp_path, store,
     assert runs.main(["sync", str(tmp_path / "run"), "--uri", store]) == 0
     run = client.get_run(tracker.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["nnx.spooled_points"] == "8"
-    assert [m.step for m in client.get_metric_history(tracker.run_id, "loss")] == [1, 2, 3, 4, 5]
-    assert [m.step for m in client.get_metric_history(tracker.run_id, "lr")] == [2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train/loss")] == [1, 2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(tracker.run_id, "train/lr")] == [2, 3, 4, 5]
 
 
 def test_the_final_status_write_is_shielded_from_signals(capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 import optuna
 from mlflow.tracking import MlflowClient
 
+from nnx.metrics import user_metrics  # stored keys (test/accuracy) or an older store's flat names
 from nnx.optuna_sweeper import open_storage
 
 SEARCHES = ("unpruned", "pruned")
@@ -29,7 +30,7 @@ def test_accuracy(client, experiment: str, number: int) -> float | None:
     if exp is None:
         return None
     runs = client.search_runs([exp.experiment_id], f"tags.trial = '{number}'")
-    return runs[0].data.metrics.get("test_accuracy") if runs else None
+    return user_metrics(runs[0].data.metrics).get("test_accuracy") if runs else None
 
 
 def summary(storage: str, uri: str) -> str:

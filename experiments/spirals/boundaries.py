@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from mlflow.tracking import MlflowClient
 
+from nnx.metrics import user_metrics  # stored keys (test/accuracy) or an older store's flat names
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
@@ -36,7 +38,7 @@ def main() -> None:
             image = client.download_artifacts(run.info.run_id, "plots/decision_boundary.png", tmp)
             ax = axes[row][col]
             ax.imshow(plt.imread(image))
-            accuracy = run.data.metrics.get("test_accuracy", float("nan"))
+            accuracy = user_metrics(run.data.metrics).get("test_accuracy", float("nan"))
             ax.set_title(f"{run.data.params['model.activation']} + "
                          f"{run.data.params['optimizer.name']}: {accuracy:.3f}", fontsize=9)
     for ax in axes.ravel():
