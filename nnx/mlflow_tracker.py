@@ -397,42 +397,57 @@ class MlflowTracker(Tracker):
         spooled = self._writer.spooled
         if spooled:
             tags["nnx.spooled_points"] = str(spooled)
-        store_down = False
+        store_down = unkept = None  # the store's error on the status; the spool's after it
         self._writer.close()  # no heartbeat after the status
         try:
             if tags:
                 self.set_tags(tags)
             self.client.set_terminated(self.run_id, status=status, end_time=now_ms())
         except Exception as exc:  # noqa: BLE001 - kept in the spool instead
-            store_down = True
+            store_down = exc
             problems.append(f"setting the status {status}: {short_error(exc)}")
             try:
                 self.spool.tags(tags)
                 self.spool.status(status, now_ms())
             except OSError as spool_error:
-                print(f"nnx: error: MLflow run {self.run_id} could not be marked {status} in "
-                      f"{self.uri} ({first_line(exc)}), nor could that be kept in the spool "
-                      f"{self.spool.path} ({first_line(spool_error)}): it stays RUNNING until "
-                      "`python -m nnx.runs reap` closes it", file=sys.stderr)
-        if spooled or store_down:  # one paragraph: the store, what failed, how to recover
+                unkept = spool_error
+        failure = self._writer.failure or (problems[-1].partition(": ")[2] if problems else "")
+        failed = "; ".join(p.split(":")[0] for p in problems)
+        if unkept is not None:  # the run cannot be recorded at all: an error, one paragraph
+            kept = (f" The {spooled} metric points it could not write are kept there: once the "
+                    f"store answers, python -m nnx.runs sync {self.spool.path.parent}."
+                    if spooled else "")
+            unrecorded = TrackingError(
+                f"the MLflow store {self.uri} failed during this run ({failure}). Not written: "
+                f"{failed}. MLflow run {self.run_id} could not be marked {status} there, nor "
+                f"could that be kept in the spool {self.spool.path} ({short_error(unkept)}): it "
+                f"stays RUNNING until `python -m nnx.runs reap` closes it.{kept}")
+            lost = lost or unrecorded
+            if lost is not unrecorded:
+                print(f"nnx: error: {unrecorded}", file=sys.stderr)
+        elif spooled or store_down is not None:  # one paragraph: the store, what, how to recover
             kept = " and ".join(([f"{spooled} metric points"] if spooled else [])
-                                + (["the final status"] if store_down else []))
-            failed = "; ".join(p.split(":")[0] for p in problems)
+                                + (["the final status"] if store_down is not None else []))
             print(f"nnx: warning: the MLflow store {self.uri} failed during this run "
-                  f"({self._writer.failure or problems[-1].partition(': ')[2]}). "
-                  + (f"Not written: {failed}. " if failed else "")
+                  f"({failure}). " + (f"Not written: {failed}. " if failed else "")
                   + f"Kept in {self.spool.path}: {kept}. Once the store answers: "
                   f"python -m nnx.runs sync {self.spool.path.parent}", file=sys.stderr)
         else:
             for problem in problems:
                 print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
         if lost is not None:
-            raise lost
-        if (spooled or store_down) and self.settings["strict"] and status == "FINISHED":
+            if status == "FINISHED":
+                raise lost  # the run trained, but its record is not all there, nor spooled
+            # The run already fails with its own error (a full disk, a signal), which goes on
+            # up and decides the exit code: this one must not take its place.
+            print(f"nnx: error: {lost}", file=sys.stderr)
+            return
+        if (spooled or store_down is not None) and self.settings["strict"] \
+                and status == "FINISHED":
             raise TrackingError(f"tracking.strict: MLflow run {self.run_id} in {self.uri} is "
                                 f"incomplete ({spooled} metric points spooled"
-                                f"{', status not set' if store_down else ''}); the run itself "
-                                f"trained to the end. Sync it: python -m nnx.runs sync "
+                                f"{', status not set' if store_down is not None else ''}); the "
+                                f"run itself trained to the end. Sync it: python -m nnx.runs sync "
                                 f"{self.spool.path.parent}")
 
     def log_checkpoint(self, path: str | Path) -> None:
