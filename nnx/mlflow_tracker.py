@@ -456,6 +456,14 @@ class MlflowTracker(Tracker):
         file is in the run's folder, and the next checkpoint tries again)."""
         try:
             stamp = Path(path).stat().st_mtime_ns
+            # A kill -9 mid-upload must not leave a torn checkpoints/last.npz for resume to
+            # read. What is uploaded is whole: checkpoint.save renamed it into place before
+            # this call. Where it lands is published whole: MLflow (>= 3.17, our floor) writes
+            # a local artifact to a hidden staging file in the destination folder and renames
+            # it (a rename within one folder is atomic, so the previous last.npz stays until
+            # the new one is complete, and the staging file a kill leaves is not listed); a
+            # server and an object store publish an upload once its body is complete. Should a
+            # store still hand back a damaged file, resume refuses it (download_checkpoint).
             self.client.log_artifact(self._run(), str(path), "checkpoints")
             self._checkpoint_uploaded = stamp
         except Exception as exc:  # noqa: BLE001 - a checkpoint upload must not stop training
@@ -558,4 +566,14 @@ def download_checkpoint(run_id: str, cfg: dict) -> Path:
             f"trainer.resume: MLflow run {run_id} in {uri} has no checkpoints/last.npz artifact "
             "(runs log it when they write checkpoints: trainer.checkpoint_dir, set by "
             f"python -m nnx.run) ({first_line(error)})") from error
+    from nnx.checkpoint import CheckpointError, read
+
+    try:
+        read(path)  # whole, and an nnx checkpoint: checked before anything trains from it
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"trainer.resume: the checkpoints/last.npz artifact of MLflow run {run_id} in {uri} "
+            f"cannot be resumed from: {error}. Nothing was trained; resume from the run's "
+            "folder instead (trainer.resume=<its run folder>) if its checkpoints/last.npz is "
+            "whole") from error
     return Path(path)
