@@ -247,13 +247,14 @@ def run_command_line(argv: list[str]) -> None:
     # joblib's TerminatedWorkerError when a worker is killed (the OOM killer, kill -9). Told
     # HYDRA_FULL_ERROR, it lets the exception through to _sweep_failed, which says it in one
     # paragraph. A user's own setting wins.
-    ours = bool({"-m", "--multirun"} & set(argv)) and "HYDRA_FULL_ERROR" not in os.environ
+    sweep = bool({"-m", "--multirun"} & set(argv))
+    ours = sweep and "HYDRA_FULL_ERROR" not in os.environ
     if ours:
         os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         main()
     except KeyboardInterrupt as stop:  # outside a job: a sweep's launcher (see _sweep_stopped)
-        _sweep_stopped(stop)
+        _sweep_stopped(stop, sweep)
     except Exception as error:
         if not ours or os.environ.get("NNX_DEBUG", "") not in ("", "0"):
             raise
@@ -285,18 +286,19 @@ def _sweep_failed(error: Exception) -> None:
     sys.exit(1)
 
 
-def _sweep_stopped(stop: KeyboardInterrupt) -> None:
+def _sweep_stopped(stop: KeyboardInterrupt, sweep: bool) -> None:
     """Ctrl-C or SIGTERM reached the launching process outside any job: the joblib launcher
     waits for its workers (and kills them on the way out), the basic launcher was between two
-    jobs. Hydra lets the KeyboardInterrupt through, which would end the process with a
-    traceback and exit 1: instead the sweep's runs are closed KILLED, one line says so, and the
-    exit status is the signal's, 130 or 143, as for a single run."""
+    jobs (or a single run had not started yet). Hydra lets the KeyboardInterrupt through, which
+    would end the process with a traceback and exit 1: instead the sweep's runs are closed
+    KILLED, one line says so, and the exit status is the signal's, 130 or 143, as for a run."""
     from nnx.sweep_callback import GUARD
 
     sigterm = GUARD.signalled == "stopped by SIGTERM" or getattr(stop, "exit_code", 130) == 143
     name, code = ("SIGTERM", 143) if sigterm else ("SIGINT", 130)
     closed = GUARD.interrupted(f"stopped by {name}")
-    print(f"nnx: stopped by {name}: the sweep ended before its jobs did"
+    print(f"nnx: stopped by {name}: "
+          + ("the sweep ended before its jobs did" if sweep else "before training started")
           + ("; its MLflow runs are marked KILLED" if closed else ""), file=sys.stderr)
     sys.exit(code)
 

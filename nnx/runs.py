@@ -138,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - a store's error as one paragraph
         from nnx.store import short_error
 
-        print(f"nnx.runs: error: {args.command} against the MLflow store {args.uri or ''} "
-              f"failed: {short_error(error)}".replace("  ", " "), file=sys.stderr)
+        store = f"the MLflow store {args.uri}" if args.uri else "the MLflow store"
+        print(f"nnx.runs: error: {args.command} against {store} failed: {short_error(error)}",
+              file=sys.stderr)
         return 2
     return 0
 

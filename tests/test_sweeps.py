@@ -5,6 +5,7 @@ Every test runs ``python -m nnx.run -m ...`` for real, against a store in a temp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -206,6 +207,25 @@ def start_long_sweep(tmp_path: Path, uri: str, launcher: str = "joblib") -> subp
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+@contextlib.contextmanager
+def long_sweep(tmp_path: Path, uri: str, launcher: str = "joblib"):
+    """``start_long_sweep``'s process; whatever happens, what is left of its group is killed."""
+    proc = start_long_sweep(tmp_path, uri, launcher)
+    try:
+        yield proc
+    finally:
+        processes.kill_group(proc.pid)
+        proc.wait()
+
+
+def wait_until_all_gone(proc: subprocess.Popen, tmp_path: Path) -> str:
+    """The sweep's stderr once it has exited and no process of its group is left (guards fail
+    the test naming what is left)."""
+    proc.wait(timeout=120)
+    processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
+    return (tmp_path / "err.txt").read_text()
+
+
 def wait_until_both_jobs_train(proc: subprocess.Popen, client, tmp_path: Path,
                                timeout: float = 600, running: int = 3):
     """The experiment once ``running`` runs are RUNNING (the parent and both jobs; with the
@@ -247,8 +267,7 @@ def test_ctrl_c_or_sigterm_to_a_sweep_kills_every_run_and_process(store, tmp_pat
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
-    proc = start_long_sweep(tmp_path, store, launcher)
-    try:
+    with long_sweep(tmp_path, store, launcher) as proc:
         exp = wait_until_both_jobs_train(proc, client, tmp_path,
                                          running=3 if launcher == "joblib" else 2)
         if launcher == "joblib":
@@ -258,12 +277,7 @@ def test_ctrl_c_or_sigterm_to_a_sweep_kills_every_run_and_process(store, tmp_pat
             os.killpg(proc.pid, signum)
         else:
             proc.send_signal(signum)
-        proc.wait(timeout=120)
-        processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
-    finally:
-        processes.kill_group(proc.pid)
-        proc.wait()
-    err = (tmp_path / "err.txt").read_text()
+        err = wait_until_all_gone(proc, tmp_path)
     name = signal.Signals(signum).name
     assert proc.returncode == code, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
@@ -285,19 +299,13 @@ def test_a_killed_worker_stops_the_sweep_with_one_paragraph(store, tmp_path):
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
-    proc = start_long_sweep(tmp_path, store)
-    try:
+    with long_sweep(tmp_path, store) as proc:
         exp = wait_until_both_jobs_train(proc, client, tmp_path)
         workers = [p for p in processes.children(proc.pid)
                    if "LokyProcess" in processes.command(p)]
         assert len(workers) == 2, [processes.command(p) for p in processes.children(proc.pid)]
         os.kill(workers[0], signal.SIGKILL)
-        proc.wait(timeout=120)
-        processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
-    finally:
-        processes.kill_group(proc.pid)
-        proc.wait()
-    err = (tmp_path / "err.txt").read_text()
+        err = wait_until_all_gone(proc, tmp_path)
     assert proc.returncode == 1, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     first, hint = err.strip().splitlines()  # one paragraph (joblib's words in the middle)
