@@ -114,9 +114,25 @@ class MlflowTracker(Tracker):
         tags = self.run_tags(config, trainer, dataset, job)
         if self.parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
-                                     run_name=self.run_name(config, job))
+        try:
+            run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
+                                         run_name=self.run_name(config, job))
+        except Exception as error:  # a store's error as one paragraph, before any training
+            raise TrackingError(
+                f"cannot create a run in the MLflow store {self.uri} (experiment "
+                f"{self.experiment_id}): {short_error(error)}. Nothing was trained: free the "
+                "store's disk, pick another store (tracking.uri=...) or train without "
+                "tracking (tracking=none)") from error
         self.run_id = run.info.run_id
+        try:
+            self._record_start(config, job)
+        except Exception as error:  # the same, once the run exists
+            raise TrackingError(
+                f"recording the params and config of MLflow run {self.run_id} in {self.uri} "
+                f"failed: {short_error(error)}. Nothing was trained") from error
+
+    def _record_start(self, config: dict, job: dict) -> None:
+        """The rest of ``start``: the writer thread, params, config and ``.hydra/``."""
         self.spool = Spool.for_run(self.run_folder(config, job), self.uri, self.run_id)
         self._writer = MetricWriter(self.client, self.run_id, spool=self.spool, uri=self.uri,
                                     retry_seconds=float(self.settings["retry_seconds"]),

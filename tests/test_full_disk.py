@@ -6,7 +6,8 @@ in one case its run folder) on a small tmpfs that is filled while the run trains
   freed, ``python -m nnx.runs sync`` stores every point, once;
 - store and run folder full: the run fails with one paragraph per failure, names the store and
   says the run stays RUNNING; once space is freed, ``python -m nnx.runs reap`` closes it;
-- run folder full, store writable: the run is marked FAILED with the cause.
+- run folder full, store writable: the run is marked FAILED with the cause;
+- store full before the run: no run can be created; one paragraph, exit 2, nothing trained.
 
 No stderr holds a traceback or a line of MLflow's or SQLAlchemy's. Each scenario runs in a
 child process with a private tmpfs (``small_disk``): the child starts the run, pauses it
@@ -182,8 +183,31 @@ def run_folder_full_store_writable(disk: Path) -> None:
     assert "No space left on device" in run.data.tags["error"]
 
 
+def store_full_before_the_run(disk: Path) -> None:
+    """The experiment exists, but not one row more fits: no run can be created. One paragraph,
+    exit 2, before any training."""
+    from mlflow.tracking import MlflowClient
+
+    shutil.copy(os.environ["NNX_TEST_STORE_TEMPLATE"], disk / "mlflow.db")
+    uri = f"sqlite:///{disk / 'mlflow.db'}"
+    experiment = MlflowClient(uri).create_experiment("spirals")
+    small_disk.fill(disk)
+    done = subprocess.run([sys.executable, "-m", "nnx.run", *RUN, f"tracking.uri={uri}",
+                           f"hydra.run.dir={Path(os.environ['NNX_TEST_OUT']) / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr[-4000:]
+    assert_quiet(done.stderr)
+    assert done.stderr.splitlines()[0] == (
+        f"nnx: error: cannot create a run in the MLflow store {uri} (experiment {experiment}): "
+        "database or disk is full (sqlite3.OperationalError). Nothing was trained: free the "
+        "store's disk, pick another store (tracking.uri=...) or train without tracking "
+        "(tracking=none)"), done.stderr
+
+
 @pytest.mark.parametrize("scenario", [store_full_run_folder_writable, store_full_strict,
-                                      store_and_run_folder_full, run_folder_full_store_writable],
+                                      store_and_run_folder_full, run_folder_full_store_writable,
+                                      store_full_before_the_run],
                          ids=lambda f: f.__name__)
 def test_a_full_disk_under_the_sqlite_store(tmp_path, store_template, monkeypatch, scenario):
     monkeypatch.setenv("NNX_TEST_STORE_TEMPLATE", str(store_template))
