@@ -145,19 +145,22 @@ def test_a_killed_run_is_found_stale_reaped_and_resumed_bit_identically(tmp_path
 
     env = {"NNX_TRACKING_URI": store}
     killed = launch(["trainer.epochs=100000", "trainer.checkpoint_every=1",
-                     "tracking.heartbeat_seconds=0.5"], tmp_path / "killed", env)
+                     "tracking.heartbeat_seconds=0.5", "tracking.flush_seconds=0.2"],
+                    tmp_path / "killed", env)
     client = MlflowClient(store)
 
     def uploaded():
+        """The run id once a checkpoint is uploaded and points are stored (what compare and
+        resume read below), however long a busy machine takes to get there."""
         exp = client.get_experiment_by_name("spirals")
         found = client.search_runs([exp.experiment_id]) if exp else []
-        if found and client.list_artifacts(found[0].info.run_id, "checkpoints"):
+        if found and client.list_artifacts(found[0].info.run_id, "checkpoints") \
+                and client.get_metric_history(found[0].info.run_id, "loss"):
             return found[0].info.run_id
         return None
 
     try:
-        run_id = poll("a checkpoint uploaded", uploaded, timeout=90)
-        time.sleep(1.0)  # a few more epochs and beats
+        run_id = poll("a checkpoint uploaded and points stored", uploaded, timeout=90)
     finally:
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=30)
