@@ -86,6 +86,7 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)  # the previous checkpoint stays whole until this instant
+        _sync_folder(path.parent)
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(error, OSError):
@@ -93,6 +94,21 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
                                "unchanged") from error
         raise
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a rename in it survives a power cut (the rename alone is atomic
+    but may still sit in the page cache); a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a folder: the rename still happened
+    finally:
+        os.close(fd)
 
 
 def ensure_dir(directory: str | Path) -> Path:

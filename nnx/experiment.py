@@ -322,9 +322,18 @@ def checkpoint_config(path) -> tuple[dict | None, int]:
 
 def resolve_resume(value: str, cfg: dict) -> Path:
     """A checkpoint file from ``trainer.resume``: a file, a run folder, or an MLflow run id."""
+    from nnx.checkpoint import CheckpointError, read
+
     path = Path(value).expanduser()
     for candidate in (path, path / "last.npz", path / "checkpoints" / "last.npz"):
         if candidate.is_file():
+            try:
+                read(candidate)  # whole, and an nnx checkpoint: checked before anything trains
+            except CheckpointError as error:
+                raise CheckpointError(
+                    f"trainer.resume: {error}. Nothing was trained. (nnx writes a checkpoint "
+                    "whole or not at all: a temporary file renamed into place; the "
+                    ".last.npz.*.tmp files a killed run can leave are never read)") from error
             return candidate
     if re.fullmatch(r"[0-9a-f]{32}", value):
         from nnx.mlflow_tracker import download_checkpoint

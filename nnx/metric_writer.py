@@ -21,7 +21,7 @@ import threading
 import time
 
 from nnx.run_metadata import MAX_METRICS_PER_BATCH, now_ms
-from nnx.store import TrackingError, first_line, short_error
+from nnx.store import TrackingError, short_error
 
 HEARTBEAT_TAG = "nnx.heartbeat"
 
@@ -123,8 +123,7 @@ class MetricWriter:
                 self._error = self._error or TrackingError(
                     f"writing {len(chunk)} metric points to the MLflow store {self.uri} failed "
                     f"({self.failure}) and so did keeping them in the spool "
-                    f"{getattr(self.spool, 'path', '')} ({type(error).__name__}: "
-                    f"{first_line(error)}): they are lost")
+                    f"{getattr(self.spool, 'path', '')} ({short_error(error)}): they are lost")
 
     def close(self) -> None:
         """No more beats; the thread ends once nothing is pending (call after ``drain``)."""

@@ -129,9 +129,25 @@ class MlflowTracker(Tracker):
         tags = self.run_tags(config, trainer, dataset, job)
         if self.parent_run_id:
             tags[MLFLOW_PARENT_RUN_ID] = self.parent_run_id
-        run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
-                                     run_name=self.run_name(config, job))
+        try:
+            run = self.client.create_run(self.experiment_id, start_time=now_ms(), tags=tags,
+                                         run_name=self.run_name(config, job))
+        except Exception as error:  # a store's error as one paragraph, before any training
+            raise TrackingError(
+                f"cannot create a run in the MLflow store {self.uri} (experiment "
+                f"{self.experiment_id}): {short_error(error)}. Nothing was trained: free the "
+                "store's disk, pick another store (tracking.uri=...) or train without "
+                "tracking (tracking=none)") from error
         self.run_id = run.info.run_id
+        try:
+            self._record_start(config, job)
+        except Exception as error:  # the same, once the run exists
+            raise TrackingError(
+                f"recording the params and config of MLflow run {self.run_id} in {self.uri} "
+                f"failed: {short_error(error)}. Nothing was trained") from error
+
+    def _record_start(self, config: dict, job: dict) -> None:
+        """The rest of ``start``: the writer thread, params, config and ``.hydra/``."""
         self.spool = Spool.for_run(self.run_folder(config, job), self.uri, self.run_id)
         self._writer = MetricWriter(self.client, self.run_id, spool=self.spool, uri=self.uri,
                                     retry_seconds=float(self.settings["retry_seconds"]),
@@ -472,7 +488,7 @@ class MlflowTracker(Tracker):
         spooled = self._writer.spooled
         if spooled:
             tags["nnx.spooled_points"] = str(spooled)
-        store_down = False
+        store_down = unkept = None  # the store's error on the status; the spool's after it
         attempt(self._stop_system_metrics)
         self._writer.close()  # no heartbeat after the status
         try:
@@ -480,35 +496,50 @@ class MlflowTracker(Tracker):
                 self.set_tags(tags)
             self.client.set_terminated(self.run_id, status=status, end_time=now_ms())
         except Exception as exc:  # noqa: BLE001 - kept in the spool instead
-            store_down = True
+            store_down = exc
             problems.append(f"setting the status {status}: {short_error(exc)}")
             try:
                 self.spool.tags(tags)
                 self.spool.status(status, now_ms())
             except OSError as spool_error:
-                print(f"nnx: error: MLflow run {self.run_id} could not be marked {status} in "
-                      f"{self.uri} ({first_line(exc)}), nor could that be kept in the spool "
-                      f"{self.spool.path} ({first_line(spool_error)}): it stays RUNNING until "
-                      "`python -m nnx.runs reap` closes it", file=sys.stderr)
-        if spooled or store_down:  # one paragraph: the store, what failed, how to recover
+                unkept = spool_error
+        failure = self._writer.failure or (problems[-1].partition(": ")[2] if problems else "")
+        failed = "; ".join(p.split(":")[0] for p in problems)
+        if unkept is not None:  # the run cannot be recorded at all: an error, one paragraph
+            kept = (f" The {spooled} metric points it could not write are kept there: once the "
+                    f"store answers, python -m nnx.runs sync {self.spool.path.parent}."
+                    if spooled else "")
+            unrecorded = TrackingError(
+                f"the MLflow store {self.uri} failed during this run ({failure}). Not written: "
+                f"{failed}. MLflow run {self.run_id} could not be marked {status} there, nor "
+                f"could that be kept in the spool {self.spool.path} ({short_error(unkept)}): it "
+                f"stays RUNNING until `python -m nnx.runs reap` closes it.{kept}")
+            lost = lost or unrecorded
+            if lost is not unrecorded:
+                print(f"nnx: error: {unrecorded}", file=sys.stderr)
+        elif spooled or store_down is not None:  # one paragraph: the store, what, how to recover
             kept = " and ".join(([f"{spooled} metric points"] if spooled else [])
-                                + (["the final status"] if store_down else []))
-            failed = "; ".join(p.split(":")[0] for p in problems)
+                                + (["the final status"] if store_down is not None else []))
             print(f"nnx: warning: the MLflow store {self.uri} failed during this run "
-                  f"({self._writer.failure or problems[-1].partition(': ')[2]}). "
-                  + (f"Not written: {failed}. " if failed else "")
+                  f"({failure}). " + (f"Not written: {failed}. " if failed else "")
                   + f"Kept in {self.spool.path}: {kept}. Once the store answers: "
                   f"python -m nnx.runs sync {self.spool.path.parent}", file=sys.stderr)
         else:
             for problem in problems:
                 print(f"nnx: warning: tracking at finish: {problem}", file=sys.stderr)
         if lost is not None:
-            raise lost
-        if (spooled or store_down) and self.settings["strict"] and status == "FINISHED":
+            if status == "FINISHED":
+                raise lost  # the run trained, but its record is not all there, nor spooled
+            # The run already fails with its own error (a full disk, a signal), which goes on
+            # up and decides the exit code: this one must not take its place.
+            print(f"nnx: error: {lost}", file=sys.stderr)
+            return
+        if (spooled or store_down is not None) and self.settings["strict"] \
+                and status == "FINISHED":
             raise TrackingError(f"tracking.strict: MLflow run {self.run_id} in {self.uri} is "
                                 f"incomplete ({spooled} metric points spooled"
-                                f"{', status not set' if store_down else ''}); the run itself "
-                                f"trained to the end. Sync it: python -m nnx.runs sync "
+                                f"{', status not set' if store_down is not None else ''}); the "
+                                f"run itself trained to the end. Sync it: python -m nnx.runs sync "
                                 f"{self.spool.path.parent}")
 
     def log_checkpoint(self, path: str | Path) -> None:
@@ -517,6 +548,14 @@ class MlflowTracker(Tracker):
         file is in the run's folder, and the next checkpoint tries again)."""
         try:
             stamp = Path(path).stat().st_mtime_ns
+            # A kill -9 mid-upload must not leave a torn checkpoints/last.npz for resume to
+            # read. What is uploaded is whole: checkpoint.save renamed it into place before
+            # this call. Where it lands is published whole: MLflow (>= 3.17, our floor) writes
+            # a local artifact to a hidden staging file in the destination folder and renames
+            # it (a rename within one folder is atomic, so the previous last.npz stays until
+            # the new one is complete, and the staging file a kill leaves is not listed); a
+            # server and an object store publish an upload once its body is complete. Should a
+            # store still hand back a damaged file, resume refuses it (download_checkpoint).
             self.client.log_artifact(self._run(), str(path), "checkpoints")
             self._checkpoint_uploaded = stamp
         except Exception as exc:  # noqa: BLE001 - a checkpoint upload must not stop training
@@ -657,4 +696,14 @@ def download_checkpoint(run_id: str, cfg: dict) -> Path:
             f"trainer.resume: MLflow run {run_id} in {uri} has no checkpoints/last.npz artifact "
             "(runs log it when they write checkpoints: trainer.checkpoint_dir, set by "
             f"python -m nnx.run) ({first_line(error)})") from error
+    from nnx.checkpoint import CheckpointError, read
+
+    try:
+        read(path)  # whole, and an nnx checkpoint: checked before anything trains from it
+    except CheckpointError as error:
+        raise CheckpointError(
+            f"trainer.resume: the checkpoints/last.npz artifact of MLflow run {run_id} in {uri} "
+            f"cannot be resumed from: {error}. Nothing was trained; resume from the run's "
+            "folder instead (trainer.resume=<its run folder>) if its checkpoints/last.npz is "
+            "whole") from error
     return Path(path)

@@ -18,6 +18,7 @@ import errno
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -315,7 +316,64 @@ def run_command_line(argv: list[str]) -> None:
     # runs after mlflow's exit hooks (the run itself is closed before main returns).
     atexit.register(gc.freeze)
     sys.argv[1:] = argv  # what Hydra parses
-    main()
+    # Hydra prints an exception raised outside any job as a traceback and exits 1: in a sweep,
+    # joblib's TerminatedWorkerError when a worker is killed (the OOM killer, kill -9). Told
+    # HYDRA_FULL_ERROR, it lets the exception through to _sweep_failed, which says it in one
+    # paragraph. A user's own setting wins.
+    sweep = bool({"-m", "--multirun"} & set(argv))
+    ours = sweep and "HYDRA_FULL_ERROR" not in os.environ
+    if ours:
+        os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except KeyboardInterrupt as stop:  # outside a job: a sweep's launcher (see _sweep_stopped)
+        _sweep_stopped(stop, sweep)
+    except Exception as error:
+        if not ours or os.environ.get("NNX_DEBUG", "") not in ("", "0"):
+            raise
+        _sweep_failed(error)
+
+
+def _sweep_failed(error: Exception) -> None:
+    """A sweep stopped by an exception outside its jobs, in one paragraph, exit 1 (as Hydra's
+    own exit): Hydra's config errors as Hydra prints them, anything else (a killed worker) with
+    the sweep's runs closed first: the parent FAILED, jobs still running KILLED."""
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(error, CompactHydraException):
+        print(error, file=sys.stderr)
+        if isinstance(error.__cause__, OmegaConfBaseException):
+            print(error.__cause__, file=sys.stderr)
+        sys.exit(1)
+    from nnx.store import first_line
+    from nnx.sweep_callback import GUARD
+
+    closed = GUARD.env is not None
+    GUARD.close()
+    codes = re.search(r"exit codes? of the workers? (?:is|are) \{[^}]*\}", str(error))
+    print(f"nnx: error: the sweep stopped: {type(error).__name__}: {first_line(error)}"
+          + (f" ({codes.group(0)})" if codes else "")
+          + ("; its MLflow runs are closed (the sweep FAILED, jobs still running KILLED)"
+             if closed else "") + "\n(set NNX_DEBUG=1 for the traceback)", file=sys.stderr)
+    sys.exit(1)
+
+
+def _sweep_stopped(stop: KeyboardInterrupt, sweep: bool) -> None:
+    """Ctrl-C or SIGTERM reached the launching process outside any job: the joblib launcher
+    waits for its workers (and kills them on the way out), the basic launcher was between two
+    jobs (or a single run had not started yet). Hydra lets the KeyboardInterrupt through, which
+    would end the process with a traceback and exit 1: instead the sweep's runs are closed
+    KILLED, one line says so, and the exit status is the signal's, 130 or 143, as for a run."""
+    from nnx.sweep_callback import GUARD
+
+    sigterm = GUARD.signalled == "stopped by SIGTERM" or getattr(stop, "exit_code", 130) == 143
+    name, code = ("SIGTERM", 143) if sigterm else ("SIGINT", 130)
+    closed = GUARD.interrupted(f"stopped by {name}")
+    print(f"nnx: stopped by {name}: "
+          + ("the sweep ended before its jobs did" if sweep else "before training started")
+          + ("; its MLflow runs are marked KILLED" if closed else ""), file=sys.stderr)
+    sys.exit(code)
 
 
 def register_plugins() -> None:

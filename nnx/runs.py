@@ -136,10 +136,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnx.runs: error: {error}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - a store's error as one paragraph
-        from nnx.store import first_line
+        from nnx.store import short_error
 
-        print(f"nnx.runs: error: {args.command} against the MLflow store failed: "
-              f"{type(error).__name__}: {first_line(error)}", file=sys.stderr)
+        store = f"the MLflow store {args.uri}" if args.uri else "the MLflow store"
+        print(f"nnx.runs: error: {args.command} against {store} failed: {short_error(error)}",
+              file=sys.stderr)
         return 2
     return 0
 

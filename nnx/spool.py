@@ -111,9 +111,7 @@ def _record(path: Path, numbers: list[int]) -> None:
 def replay(folder: str | Path, uri: str | None = None) -> dict[str, int]:
     """Write a run folder's spool into its store (``uri`` overrides the one it names); returns
     counts: metrics and tags written, lines already synced before, and the status set."""
-    from mlflow.entities import Metric, RunTag
-
-    from nnx.store import open_store
+    from nnx.store import TrackingError, open_store, short_error
 
     # set_terminated prints a server run's URL to stdout unless told not to: sync says enough
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
@@ -122,7 +120,19 @@ def replay(folder: str | Path, uri: str | None = None) -> dict[str, int]:
         raise FileNotFoundError(f"no tracking spool in {folder} (looked for {SPOOL_NAME})")
     header, records = read(path)
     done = synced_lines(path)
-    client = open_store(uri or header["uri"])
+    uri = uri or header["uri"]
+    client = open_store(uri)
+    try:
+        return _replay(client, path, header, records, done)
+    except Exception as error:  # a store's error as one paragraph, the cause chained
+        raise TrackingError(f"syncing {path} into the MLflow store {uri} failed: "
+                            f"{short_error(error)}. Nothing is lost: the lines not written "
+                            "stay in the spool, and a later sync goes on from there") from error
+
+
+def _replay(client, path: Path, header: dict, records: list, done: set[int]) -> dict[str, int]:
+    from mlflow.entities import Metric, RunTag
+
     run_id = header["run_id"]
     todo = [(n, r) for n, r in records if n not in done]
     counts = {"metrics": 0, "tags": 0, "skipped": len(records) - len(todo), "status": 0}

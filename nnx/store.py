@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import gc
+import logging
 import os
 import re
 import sys
@@ -169,6 +170,8 @@ def open_store(uri: str, timeout: float = 5.0):
     with _long_lived():
         from mlflow.tracking import MlflowClient
 
+        quiet_store_errors()
+
         try:
             with store_lock(uri):
                 # Constructing the client already creates and migrates a fresh sqlite store:
@@ -221,6 +224,22 @@ def experiment_name(cfg: dict) -> str:
     return str(tracking.get("experiment") or cfg.get("name") or "default")
 
 
+class _NoStoreTracebacks(logging.Filter):
+    """Drops MLflow's own log record of a failed sqlite write: the traceback of SQLAlchemy
+    and MLflow it prints to stderr is of an error it raises anyway, to nnx, which retries it,
+    spools what it could not write and reports it in one paragraph naming the store."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.levelno >= logging.ERROR)
+
+
+def quiet_store_errors() -> None:
+    """Install the filter on the logger of MLflow's sqlalchemy sessions (once)."""
+    logger = logging.getLogger("mlflow.store.db.utils")
+    if not any(isinstance(f, _NoStoreTracebacks) for f in logger.filters):
+        logger.addFilter(_NoStoreTracebacks())
+
+
 def first_line(error: BaseException) -> str:
     """The first line of an error's message (MLflow's can run to pages), or its type."""
     text = str(error).strip()
@@ -235,4 +254,22 @@ def short_error(error: BaseException) -> str:
     found = re.search(r"\[Errno -?\d+\] [^\"')(]+", text)
     if found:
         return found.group(0).strip()
+    cause = root_cause(error)
+    # MLflow wraps a failed sqlite write in an MlflowException whose first line can be
+    # SQLAlchemy's note on autoflush; the database's own words ("database or disk is full")
+    # are at the bottom of the chain.
+    if cause is not error and (isinstance(cause, OSError)
+                               or type(cause).__module__ == "sqlite3"):
+        return f"{first_line(cause)} ({type(cause).__module__}.{type(cause).__name__})".replace(
+            "builtins.", "")
     return f"{type(error).__name__}: {text[:300]}"
+
+
+def root_cause(error: BaseException) -> BaseException:
+    """The innermost exception of ``error``'s chain (``raise ... from``, or raised while
+    handling)."""
+    seen = {id(error)}
+    while (inner := error.__cause__ or error.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        error = inner
+    return error

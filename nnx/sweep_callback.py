@@ -129,11 +129,24 @@ class _SweepGuard:
             signal.signal(signal.SIGTERM, self._on_sigterm)
 
     def _on_sigterm(self, signum, frame) -> None:
-        self.signalled = "SIGTERM"
-        raise KeyboardInterrupt("stopped by SIGTERM")
+        self.signalled = "stopped by SIGTERM"
+        raise KeyboardInterrupt(self.signalled)
 
     def disarm(self) -> None:
         self.armed, self.env = False, None
+
+    def interrupted(self, reason: str) -> bool:
+        """A signal stopped the launching process: close the parent and its running children
+        as KILLED now rather than at exit, so that the line saying so is true when printed.
+        A second signal meanwhile waits (``nnx.shield``). Returns whether a sweep was open."""
+        if self.env is None:
+            return False
+        from nnx.shield import shielded
+
+        self.signalled = self.signalled or reason
+        with shielded("the sweep's MLflow runs (KILLED)"):
+            self.close()
+        return True
 
     def close(self) -> None:
         if not self.armed:

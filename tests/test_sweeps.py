@@ -5,6 +5,7 @@ Every test runs ``python -m nnx.run -m ...`` for real, against a store in a temp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -183,8 +184,8 @@ def test_a_sweep_parent_status_and_best_property_over_random_jobs(store):
 
 
 LONG_SWEEP = ["experiment=tutorial", "optimizer.lr=0.5,1.0", "trainer.epochs=100000000",
-              "trainer.log_every=1000", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-              *QUICK]
+              "trainer.log_every=1000", *QUICK]
+LAUNCHERS = {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
 
 
 # Ctrl-C's default action, whatever the test's own process inherited: a shell ignores SIGINT in
@@ -195,65 +196,128 @@ DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.S
                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
 
 
-def start_long_sweep(tmp_path: Path, uri: str) -> subprocess.Popen:
-    """Two endless jobs in two loky workers, in a process group of their own (so the test can
-    see every process of the sweep, and kill what is left whatever happens); output to files,
-    which cannot fill up and block the sweep as an unread pipe can."""
+def start_long_sweep(tmp_path: Path, uri: str, launcher: str = "joblib") -> subprocess.Popen:
+    """Two endless jobs (with joblib: in two loky workers, at once), in a process group of
+    their own (so the test can see every process of the sweep, and kill what is left whatever
+    happens); output to files, which cannot fill up and block the sweep as an unread pipe can."""
     env = {**os.environ, "NNX_TRACKING_URI": uri, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-c", DEFAULT_SIGINT, "-m", "nnx.run", "-m", *LONG_SWEEP,
-               f"hydra.sweep.dir={tmp_path / 'multirun'}"]
+               *LAUNCHERS[launcher], f"hydra.sweep.dir={tmp_path / 'multirun'}"]
     with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:
         return subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+@contextlib.contextmanager
+def long_sweep(tmp_path: Path, uri: str, launcher: str = "joblib"):
+    """``start_long_sweep``'s process; whatever happens, what is left of its group is killed."""
+    proc = start_long_sweep(tmp_path, uri, launcher)
+    try:
+        yield proc
+    finally:
+        processes.kill_group(proc.pid)
+        proc.wait()
+
+
+def wait_until_all_gone(proc: subprocess.Popen, tmp_path: Path) -> str:
+    """The sweep's stderr once it has exited and no process of its group is left (guards fail
+    the test naming what is left)."""
+    proc.wait(timeout=120)
+    processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
+    return (tmp_path / "err.txt").read_text()
+
+
 def wait_until_both_jobs_train(proc: subprocess.Popen, client, tmp_path: Path,
-                               timeout: float = 600):
-    """The experiment once the parent and both jobs are RUNNING. ``timeout`` guards against a
-    hang only (a busy machine takes minutes to start two workers that import mlflow)."""
+                               timeout: float = 600, running: int = 3):
+    """The experiment once ``running`` runs are RUNNING (the parent and both jobs; with the
+    basic launcher the parent and the first job). ``timeout`` guards against a hang only (a
+    busy machine takes minutes to start two workers that import mlflow)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before both jobs "
+            raise AssertionError(f"the sweep ended (exit {proc.returncode}) before its jobs "
                                  f"ran: {(tmp_path / 'err.txt').read_text()[-3000:]}")
         exp = client.get_experiment_by_name("tutorial")
-        running = exp and [r for r in client.search_runs([exp.experiment_id])
-                           if r.info.status == "RUNNING"]
-        if running and len(running) == 3:
+        found = exp and [r for r in client.search_runs([exp.experiment_id])
+                         if r.info.status == "RUNNING"]
+        if found and len(found) == running:
             return exp
         time.sleep(0.3)
     raise AssertionError(f"the sweep's jobs did not start in {timeout:.0f} s")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_ctrl_c_or_sigterm_to_a_joblib_sweep_kills_every_run_and_process(store, tmp_path,
-                                                                        signum):
-    # The launching process gets Ctrl-C (SIGINT) or SIGTERM: joblib kills its workers, and the
-    # sweep callback's exit hook closes the parent and both children as KILLED. Afterwards no
-    # process of the sweep is left: not a worker, not loky's resource trackers.
+# What the one line on stderr says: the basic launcher's job stops at an epoch's end (as a
+# single run does); the joblib launcher's process stops the sweep, joblib kills its workers.
+STOPPED_LINE = {"basic": r"nnx: stopped: stopped by {name} after epoch \d+; checkpoint \S+"
+                         r"/multirun/0/checkpoints/last.npz; the run is marked KILLED",
+                "joblib": r"nnx: stopped by {name}: the sweep ended before its jobs did; its "
+                          r"MLflow runs are marked KILLED"}
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
+                         ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_to_a_sweep_kills_every_run_and_process(store, tmp_path, signum,
+                                                                  code, launcher):
+    # Ctrl-C: SIGINT to the whole process group, as a terminal sends it; SIGTERM: to the
+    # launching process alone, as `kill` or a scheduler sends it. The sweep exits 130 or 143
+    # with one line and no traceback; the parent and every job's run are closed KILLED; no
+    # process of the sweep is left (not a worker, not loky's resource trackers).
+    import re
+
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(store)
-    proc = start_long_sweep(tmp_path, store)
-    try:
-        exp = wait_until_both_jobs_train(proc, client, tmp_path)
-        workers = processes.children(proc.pid)
-        assert len(workers) >= 2, [processes.command(p) for p in workers]
-        proc.send_signal(signum)
-        proc.wait(timeout=120)
-        processes.wait_gone(lambda: processes.group(proc.pid), 60, "processes of the sweep")
-    finally:
-        processes.kill_group(proc.pid)
-        proc.wait()
-    err = (tmp_path / "err.txt").read_text()
-    assert proc.returncode != 0, err[-3000:]
+    with long_sweep(tmp_path, store, launcher) as proc:
+        exp = wait_until_both_jobs_train(proc, client, tmp_path,
+                                         running=3 if launcher == "joblib" else 2)
+        if launcher == "joblib":
+            workers = processes.children(proc.pid)
+            assert len(workers) >= 2, [processes.command(p) for p in workers]
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signum)
+        else:
+            proc.send_signal(signum)
+        err = wait_until_all_gone(proc, tmp_path)
+    name = signal.Signals(signum).name
+    assert proc.returncode == code, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and re.fullmatch(STOPPED_LINE[launcher].format(name=name),
+                                            lines[0]), err[-3000:]
     runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 3
+    assert len(runs) == (3 if launcher == "joblib" else 2)
     assert {r.info.status for r in runs} == {"KILLED"}, [
         (r.info.run_name, r.info.status) for r in runs]
     parent = next(r for r in runs if r.data.tags.get("nnx.sweep") == "true")
-    reason = "interrupted" if signum == signal.SIGINT else "SIGTERM"
-    assert parent.data.tags["error"] == f"the sweep stopped before it ended: {reason}"
+    assert parent.data.tags["error"] == f"the sweep stopped before it ended: stopped by {name}"
+
+
+def test_a_killed_worker_stops_the_sweep_with_one_paragraph(store, tmp_path):
+    # kill -9 of one loky worker (the OOM killer's way): joblib gives up on the sweep, which
+    # exits 1 with one paragraph (no traceback) after closing its runs: the parent FAILED, both
+    # jobs KILLED; the other worker is stopped too.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    with long_sweep(tmp_path, store) as proc:
+        exp = wait_until_both_jobs_train(proc, client, tmp_path)
+        workers = [p for p in processes.children(proc.pid)
+                   if "LokyProcess" in processes.command(p)]
+        assert len(workers) == 2, [processes.command(p) for p in processes.children(proc.pid)]
+        os.kill(workers[0], signal.SIGKILL)
+        err = wait_until_all_gone(proc, tmp_path)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    first, hint = err.strip().splitlines()  # one paragraph (joblib's words in the middle)
+    assert first.startswith("nnx: error: the sweep stopped: TerminatedWorkerError: A worker "
+                            "process managed by the executor was unexpectedly terminated"), err
+    assert first.endswith("(exit codes of the workers are {SIGKILL(-9)}); its MLflow runs are "
+                          "closed (the sweep FAILED, jobs still running KILLED)"), err
+    assert hint == "(set NNX_DEBUG=1 for the traceback)"
+    runs = client.search_runs([exp.experiment_id])
+    assert sorted((r.data.tags.get("nnx.sweep") == "true", r.info.status) for r in runs) == \
+        [(False, "KILLED"), (False, "KILLED"), (True, "FAILED")]
 
 
 def test_workers_of_a_killed_launcher_stop_and_close_their_runs(store, tmp_path):

@@ -149,19 +149,22 @@ def test_a_killed_run_is_found_stale_reaped_and_resumed_bit_identically(tmp_path
 
     env = {"NNX_TRACKING_URI": store}
     killed = launch(["trainer.epochs=100000", "trainer.checkpoint_every=1",
-                     "tracking.heartbeat_seconds=0.5"], tmp_path / "killed", env)
+                     "tracking.heartbeat_seconds=0.5", "tracking.flush_seconds=0.2"],
+                    tmp_path / "killed", env)
     client = MlflowClient(store)
 
     def uploaded():
+        """The run id once a checkpoint is uploaded and points are stored (what compare and
+        resume read below), however long a busy machine takes to get there."""
         exp = client.get_experiment_by_name("spirals")
         found = client.search_runs([exp.experiment_id]) if exp else []
-        if found and client.list_artifacts(found[0].info.run_id, "checkpoints"):
+        if found and client.list_artifacts(found[0].info.run_id, "checkpoints") \
+                and client.get_metric_history(found[0].info.run_id, "loss"):
             return found[0].info.run_id
         return None
 
     try:
-        run_id = poll("a checkpoint uploaded", uploaded, timeout=90)
-        time.sleep(1.0)  # a few more epochs and beats
+        run_id = poll("a checkpoint uploaded and points stored", uploaded, timeout=90)
     finally:
         killed.send_signal(signal.SIGKILL)
         killed.communicate(timeout=30)
@@ -249,3 +252,71 @@ def test_the_final_status_write_is_shielded_from_signals(capsys):
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+
+
+# -- torn checkpoints are never read ------------------------------------------------------------
+def half(path: Path, to: Path | None = None) -> Path:
+    """The first half of ``path``'s bytes, written to ``to`` (default: over ``path`` itself):
+    what a write or an upload stopped by kill -9 would leave."""
+    data = path.read_bytes()
+    (to or path).write_bytes(data[:len(data) // 2])
+    return to or path
+
+
+def resume_run(args: list[str], run_dir: Path, env: dict) -> tuple[int, str]:
+    proc = launch(args, run_dir, env)
+    _, err = proc.communicate(timeout=180)
+    return proc.returncode, err
+
+
+def assert_refused(code: int, err: str, *parts: str) -> None:
+    """Exit 2, one paragraph (the error and the NNX_DEBUG hint), no traceback."""
+    assert code == 2, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.strip().splitlines() if line.startswith("nnx: error:")]
+    assert len(lines) == 1 and all(p in lines[0] for p in parts), err[-3000:]
+    assert "Nothing was trained" in lines[0], err[-3000:]
+
+
+def test_a_torn_checkpoint_is_never_resumed_from(tmp_path, store):
+    """A run folder holds its whole last.npz beside a half-written temporary one (a kill -9 in
+    checkpoint.save): resume from the folder reads the whole one. Its artifact folder holds a
+    half-uploaded staging file beside the whole checkpoints/last.npz (a kill -9 in the
+    upload): resume by run id reads the whole one, and the staging file is not listed. A
+    last.npz damaged by hand, in the folder or in the store, is refused with one paragraph
+    naming it; nothing trains."""
+    from mlflow.tracking import MlflowClient
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    env = {"NNX_TRACKING_URI": store}
+    first = tmp_path / "first"
+    code, err = resume_run(["trainer.epochs=3"], first, env)
+    assert code == 0, err[-3000:]
+    good = first / "checkpoints" / "last.npz"
+    history = checkpoint.read(good)[0]["history"]
+    half(good, good.parent / ".last.npz.k9x2ab.tmp")  # checkpoint.save's temporary name
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("spirals").experiment_id])
+    artifacts = Path(local_file_uri_to_path(run.info.artifact_uri)) / "checkpoints"
+    half(artifacts / "last.npz", artifacts / ".artifact.uploading.k9x2ab")  # MLflow's staging
+    assert [f.path for f in client.list_artifacts(run.info.run_id, "checkpoints")] == \
+        ["checkpoints/last.npz"]
+
+    for source, run_dir in ((str(first), "from-folder"), (run.info.run_id, "from-run")):
+        code, err = resume_run(["trainer.epochs=5", f"trainer.resume={source}"],
+                               tmp_path / run_dir, env)
+        assert code == 0, err[-3000:]
+        resumed = checkpoint.read(tmp_path / run_dir / "checkpoints" / "last.npz")[0]
+        assert resumed["epoch"] == 5 and resumed["history"][:3] == history  # went on from 3
+
+    half(good)
+    code, err = resume_run(["trainer.epochs=5", f"trainer.resume={first}"], tmp_path / "bad1",
+                           env)
+    assert_refused(code, err, f"trainer.resume: checkpoint {good} is damaged")
+    half(artifacts / "last.npz")
+    code, err = resume_run(["trainer.epochs=5", f"trainer.resume={run.info.run_id}"],
+                           tmp_path / "bad2", env)
+    assert_refused(code, err, f"trainer.resume: the checkpoints/last.npz artifact of MLflow run "
+                   f"{run.info.run_id} in {store} cannot be resumed from", "is damaged")
+    assert not (tmp_path / "bad1" / "checkpoints" / "last.npz").exists()
+    assert not (tmp_path / "bad2" / "checkpoints" / "last.npz").exists()
