@@ -1,0 +1,509 @@
+"""What a user sees in the MLflow UI after a sweep, checked in a real browser (``make check-ui``).
+
+1. a 4-job spirals sweep (optimizer x activation) logged to a fresh sqlite store in a temp folder;
+2. ``mlflow ui`` over it on 127.0.0.1 and a free port (stopped at the end, even on failure);
+3. headless Chromium (Debian's ``chromium`` + ``chromium-driver``) driven by Selenium, the way a
+   user goes: experiments list -> the experiment (MLflow 3 opens its GenAI overview) -> the
+   "Model training" toggle -> the runs table; then the parent's and a child's run pages.
+
+What must be seen is read from the store with ``MlflowClient`` (run names, the parent's
+description, metric keys, artifact names), so the check follows small format changes. Every
+check runs even when an earlier one fails; each failure says what was expected and what the page
+showed. Screenshots (and each page's text) go to ``$NNX_UI_CHECK_DIR``, default
+``outputs/ui_check/``. Exit status 0 only if every check passed. Not part of ``make test``: it
+needs Chromium, which pip cannot install.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent  # the venv's bin, where `mlflow` lives
+OUT = Path(os.environ.get("NNX_UI_CHECK_DIR") or ROOT / "outputs" / "ui_check")
+CHROMIUM = os.environ.get("NNX_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("NNX_CHROMEDRIVER", "/usr/bin/chromedriver")
+SWEEP = ["experiment=spirals", "optimizer=sgd,adam", "model.activation=relu,tanh",
+         "trainer.epochs=5", "trainer.progress=false"]
+WAIT = 30  # seconds for any one thing to appear on a page
+QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "SE_AVOID_STATS": "true"}
+RUN_NAME_CELL = "[role=gridcell][col-id='attributes.`Run Name`']"
+
+
+class Checks:
+    """Each check's outcome, printed as it comes; the summary at the end."""
+
+    def __init__(self):
+        self.failed: list[str] = []
+        self.passed: list[str] = []
+
+    def __call__(self, name: str, ok: bool, failure: str = "") -> bool:
+        (self.passed if ok else self.failed).append(name)
+        print(f"  {'PASS' if ok else 'FAIL'} {name}" + ("" if ok else f"\n       {failure}"),
+              flush=True)
+        return ok
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def excerpt(text: str, limit: int = 400) -> str:
+    text = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
+
+
+# --- the store --------------------------------------------------------------------------------
+
+def make_sweep(tmp: Path) -> str:
+    """Run the sweep into ``tmp/mlflow.db``; return the tracking URI."""
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    command = [sys.executable, "-m", "nnx.run", "-m", *SWEEP, f"tracking.uri={uri}",
+               f"hydra.sweep.dir={tmp / 'multirun'}"]
+    start = time.monotonic()
+    with open(tmp / "sweep.log", "w") as log:
+        done = subprocess.run(command, cwd=tmp, stdin=subprocess.DEVNULL, stdout=log,
+                              stderr=subprocess.STDOUT, env={**os.environ, **QUIET},
+                              timeout=300, check=False)
+    text = (tmp / "sweep.log").read_text()
+    if done.returncode != 0:
+        sys.exit(f"check-ui: the sweep failed (exit {done.returncode}):\n{text[-3000:]}")
+    print(f"sweep: python -m nnx.run -m {' '.join(SWEEP)} ({time.monotonic() - start:.0f} s)")
+    # The epilogue (what the terminal shows when a sweep ends), for the log.
+    print("  " + "\n  ".join(text.rstrip().splitlines()[-12:]))
+    return uri
+
+
+def read_store(uri: str) -> dict:
+    """What the UI must show, from the store: the sweep's parent, its children, a child to open."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("spirals")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("nnx.sweep") == "true"]
+    if len(parents) != 1:
+        sys.exit(f"check-ui: expected one sweep parent run in the store, found {len(parents)}")
+    parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    swept = {k[len("sweep."):] for k in parent.data.params if k.startswith("sweep.")}
+    best_id = parent.data.tags.get("nnx.best_run_id")
+    child = next((c for c in children if c.info.run_id == best_id), children[0])
+    return {
+        "experiment": experiment, "parent": parent, "children": children, "swept": swept,
+        "child": child, "best_id": best_id,
+        "parent_artifacts": [a.path for a in client.list_artifacts(parent.info.run_id)],
+        "child_artifacts": [a.path for a in client.list_artifacts(child.info.run_id)],
+    }
+
+
+def varied_values(run, swept: set[str]) -> list[str]:
+    """The values of the swept keys in this job's overrides (``optimizer=adam`` -> ``adam``)."""
+    overrides = json.loads(run.data.tags.get("nnx.overrides", "[]"))
+    return [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+~") in swept]
+
+
+def value_shown(value: str, name: str) -> bool:
+    """A string value appears as it is; a number as it is or to 3 significant digits."""
+    if value in name:
+        return True
+    try:
+        return f"{float(value):.3g}" in name
+    except ValueError:
+        return False
+
+
+def markdown_table(text: str) -> tuple[list[str], int]:
+    """The first Markdown table in ``text``: its header cells (markup stripped) and row count."""
+    lines = [line.strip() for line in text.splitlines()]
+    for i in range(len(lines) - 1):
+        if lines[i].startswith("|") and re.fullmatch(r"\|?[\s:|-]+\|?", lines[i + 1]) \
+                and "-" in lines[i + 1]:
+            rows = 0
+            for line in lines[i + 2:]:
+                if not line.startswith("|"):
+                    break
+                rows += 1
+            return [plain(c) for c in lines[i].strip("|").split("|")], rows
+    return [], 0
+
+
+def plain(cell: str) -> str:
+    """A Markdown cell as the browser renders its text: links, emphasis and code marks gone."""
+    cell = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell.strip())
+    return re.sub(r"[*_`]", "", cell).strip()
+
+
+# --- the server -------------------------------------------------------------------------------
+
+def start_ui(uri: str, port: int, log: Path) -> subprocess.Popen:
+    """``mlflow ui`` as ``make ui`` starts it, in its own process group (stopped as one)."""
+    command = [str(BIN / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", "--backend-store-uri", uri]
+    server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log.open("w"),
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              env={**os.environ, **QUIET})
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit(f"check-ui: mlflow ui exited ({server.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+                if r.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.5)
+    stop(server)
+    sys.exit(f"check-ui: mlflow ui did not answer /health in 90 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(server: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (uvicorn and MLflow's job runner with it)."""
+    try:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
+    except ProcessLookupError:
+        pass
+    try:  # the group may outlive its leader for a moment
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def descendants(pids: set[int]) -> set[int]:
+    """``pids`` and every live process below them, read from /proc."""
+    parent_of = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parent_of[int(entry.name)] = int(stat[stat.rindex(")") + 2:].split()[1])
+    found, grew = set(pids), True
+    while grew:
+        more = {p for p, pp in parent_of.items() if pp in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def listening(pids: set[int]) -> list[tuple[int, str]]:
+    """(pid, address:port) of every TCP socket these processes listen on (/proc/net/tcp*)."""
+    sockets = {}
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] != "0A":  # LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            # /proc writes each 32-bit word little-endian
+            host = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            text = socket.inet_ntop(socket.AF_INET if width == 8 else socket.AF_INET6, host)
+            sockets[fields[9]] = f"{text}:{int(port, 16)}"
+    found = []
+    for pid in sorted(pids):
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            inode = link[len("socket:["):-1] if link.startswith("socket:[") else None
+            if inode in sockets:
+                found.append((pid, sockets[inode]))
+    return found
+
+
+def loopback(address: str) -> bool:
+    host = address.rpartition(":")[0]
+    return host.startswith("127.") or host in ("::1", "::ffff:127.0.0.1")
+
+
+# --- the browser ------------------------------------------------------------------------------
+
+def open_browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            sys.exit(f"check-ui: {path} not found: `apt-get install chromium chromium-driver` "
+                     "(`make check-ui` does it when run as root)")
+    options = Options()
+    options.binary_location = CHROMIUM
+    # --no-sandbox: Chromium refuses to start as root (CI) with its sandbox on.
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1600,1000", "--no-first-run", "--disable-background-networking"):
+        options.add_argument(flag)
+    return webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+
+
+class Page:
+    """The browser, with the waits and the evidence (screenshot + text) each step needs."""
+
+    def __init__(self, driver, base: str):
+        self.driver, self.base, self.shots = driver, base, []
+
+    def go(self, fragment: str) -> None:
+        self.driver.get(self.base + fragment)
+
+    def wait(self, find, timeout: float = WAIT):
+        """``find(driver)`` once it returns something truthy, else None after ``timeout``."""
+        from selenium.common.exceptions import TimeoutException, WebDriverException
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def attempt(driver):
+            try:
+                return find(driver)
+            except WebDriverException:  # an element replaced while React re-renders
+                return None
+        try:
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.25).until(attempt)
+        except TimeoutException:
+            return None
+
+    def css(self, selector: str) -> list:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.CSS_SELECTOR, selector)
+
+    def xpath(self, path: str) -> list:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_elements(By.XPATH, path)
+
+    def text(self) -> str:
+        return self.css("body")[0].text if self.css("body") else ""
+
+    def with_text(self, text: str) -> list:
+        """Elements whose own text is exactly ``text`` (quotes in it are not supported)."""
+        return self.xpath(f"//*[normalize-space(text())={json.dumps(text)}]")
+
+    def click(self, element) -> None:
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", element)
+        self.driver.execute_script("arguments[0].click();", element)
+
+    def tidy(self) -> None:
+        """Close MLflow's assistant panel and its one-time popovers: they cover the page."""
+        for button in self.css("button[aria-label=Close]") + self.xpath(
+                "//button[normalize-space(.)='Got it']"):
+            try:
+                if button.is_displayed():
+                    self.click(button)
+            except Exception:  # noqa: BLE001 - gone already: nothing to close
+                pass
+
+    def shoot(self, name: str) -> Path:
+        time.sleep(0.5)  # let charts finish their entry animation
+        path = OUT / f"{len(self.shots) + 1:02d}_{name}.png"
+        self.driver.save_screenshot(str(path))
+        path.with_suffix(".txt").write_text(self.text())
+        self.shots.append(path)
+        return path
+
+
+def check_runs_table(page: Page, store: dict, check: Checks) -> None:
+    """(a) The runs table, reached as a user reaches it; the children named as stored, uncut."""
+    experiment, parent = store["experiment"], store["parent"]
+    page.go("/#/experiments")
+    link = page.wait(lambda d: page.xpath(f"//a[normalize-space(.)={json.dumps(experiment.name)}]"))
+    if link:
+        page.click(link[0])
+        page.wait(lambda d: "/overview" in d.current_url or "/runs" in d.current_url, 10)
+        page.wait(lambda d: page.xpath("//button[normalize-space(.)='Got it']"), 5)
+        page.tidy()
+        page.shoot("experiment_opens")
+        toggle = page.with_text("Model training")
+        if toggle:
+            page.click(toggle[0])
+    reached = page.wait(lambda d: page.css(f"[row-id='{parent.info.run_id}'] {RUN_NAME_CELL}"))
+    if not check("runs table reached: experiments -> experiment -> 'Model training'",
+                 bool(reached), f"expected the runs table with the parent run "
+                 f"{parent.info.run_name!r}; {page.driver.current_url} showed {excerpt(page.text())}"):
+        page.shoot("runs_not_reached")
+        page.go(f"/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning")
+        reached = page.wait(lambda d: page.css(f"[row-id='{parent.info.run_id}'] {RUN_NAME_CELL}"))
+        if not reached:
+            return
+    page.tidy()
+    expand = page.css(f"[row-id='{parent.info.run_id}'] {RUN_NAME_CELL} button")
+    if expand:
+        page.click(expand[0])
+    ids = [c.info.run_id for c in store["children"]]
+    shown = page.wait(lambda d: all(page.css(f"{RUN_NAME_CELL} a[href$='/runs/{i}']") for i in ids)
+                      and {i: page.css(f"{RUN_NAME_CELL} a[href$='/runs/{i}'] span")[0]
+                           for i in ids})
+    page.shoot("runs_table")
+    if not check(f"runs table lists the sweep's {len(ids)} children under the parent",
+                 bool(shown), f"expected rows for {sorted(c.info.run_name for c in store['children'])}"
+                 f" after expanding {parent.info.run_name!r}; the table showed "
+                 f"{excerpt(' | '.join(c.text for c in page.css(RUN_NAME_CELL)))}"):
+        return
+    wrong, cut, off_contract = [], [], []
+    for child in store["children"]:
+        span = shown[child.info.run_id]
+        name = child.info.run_name
+        if span.text.strip() != name and span.get_attribute("textContent").strip() != name:
+            wrong.append(f"{name!r} shown as {span.text!r}")
+        if page.driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth "
+                                      "+ 1;", span):
+            cut.append(f"{name!r} shown as {span.text!r} in {span.size['width']} px")
+        values = varied_values(child, store["swept"])
+        if not re.match(r"#\d+ ", name) or not all(value_shown(v, name) for v in values):
+            off_contract.append(f"{name!r} (varied values {values})")
+    check("children named as stored", not wrong, "; ".join(wrong))
+    check("children named '#<n> <varied values>'", not off_contract,
+          "expected '#<job> ' then each varied value; got " + "; ".join(off_contract))
+    check("children's names not cut in the table", not cut,
+          "expected the whole name visible; cut: " + "; ".join(cut))
+
+
+def check_parent(page: Page, store: dict, check: Checks) -> None:
+    """(b) The parent's description (the ranked Markdown table) rendered on its page, and
+    (d) its artifacts (the comparison plots) listed, one of them shown."""
+    parent, exp_id = store["parent"], store["experiment"].experiment_id
+    note = parent.data.tags.get("mlflow.note.content", "")
+    header, rows = markdown_table(note)
+    page.go(f"/#/experiments/{exp_id}/runs/{parent.info.run_id}")
+    page.wait(lambda d: parent.info.run_name in page.text())
+    page.tidy()
+    more = page.xpath("//button[normalize-space(.)='Show more']")
+    if more:
+        page.click(more[0])
+    table = page.wait(lambda d: page.css("[data-testid=note-editor-preview-content] table"), 10)
+    page.shoot("parent_description")
+    if not check("parent's description in the store holds a Markdown table", bool(header),
+                 f"expected tag mlflow.note.content with a table of ranked jobs; the store has "
+                 f"{excerpt(note, 200) if note else 'no description'}"):
+        return
+    shown_header = [th.text.strip() for th in table[0].find_elements("css selector", "th")] \
+        if table else []
+    shown_rows = len(table[0].find_elements("css selector", "tbody tr")) if table else 0
+    check("parent's page renders the description's table",
+          shown_header == header and shown_rows == rows,
+          f"expected a table with columns {header} and {rows} rows; the page showed "
+          + (f"columns {shown_header} and {shown_rows} rows" if table
+             else f"no table: {excerpt(page.text())}"))
+    best = store["best_id"]
+    if best and best in note:
+        links = page.css(f"[data-testid=note-editor-preview-content] a[href*='{best}']")
+        check("parent's description links to the best run", bool(links),
+              f"expected a link to run {best} in the rendered description")
+
+    page.go(f"/#/experiments/{exp_id}/runs/{parent.info.run_id}/artifacts")
+    names = store["parent_artifacts"]
+    if not check("parent has artifacts in the store (the comparison plots)", bool(names),
+                 "expected objective_vs_params.png and the other sweep plots; the store has none"):
+        page.wait(lambda d: "Artifacts" in page.text(), 10)
+        page.shoot("parent_artifacts")
+        return
+    listed = page.wait(lambda d: all(page.with_text(n) for n in names))
+    plots = [n for n in names if n.endswith(".png")]
+    if listed and plots:
+        plot = "objective_vs_params.png" if "objective_vs_params.png" in plots else plots[0]
+        page.click(page.with_text(plot)[0])
+        page.wait(lambda d: page.css(f"img[src*='{plot}']"), 10)
+    page.shoot("parent_artifacts")
+    check("parent's artifacts listed on its page", bool(listed),
+          f"expected {names}; the page showed {excerpt(page.text())}")
+
+
+def check_child(page: Page, store: dict, check: Checks) -> None:
+    """(c) A child's metric sections (the prefixes before '/') and its artifacts."""
+    child, exp_id = store["child"], store["experiment"].experiment_id
+    keys = sorted(child.data.metrics)
+    # system/ metrics have their own tab; the rest are grouped by prefix on "Model metrics".
+    sections = sorted({k.split("/")[0] for k in keys if "/" in k} - {"system"})
+    page.go(f"/#/experiments/{exp_id}/runs/{child.info.run_id}/model-metrics")
+    page.wait(lambda d: page.xpath("//*[normalize-space(.)='Add chart']"))
+    page.tidy()
+    page.shoot("child_metrics")
+    check(f"child {child.info.run_name!r} logs train/ and val/ metrics (the UI's sections)",
+          {"train", "val"} <= set(sections),
+          f"expected metric keys such as train/loss, val/loss; the store has {keys}")
+    missing = [s for s in sections if not page.with_text(s)]
+    check("child's metrics page shows a section per prefix", bool(sections) and not missing,
+          f"expected section headers {sections}; missing {missing}; the page showed "
+          f"{excerpt(page.text())}")
+
+    page.go(f"/#/experiments/{exp_id}/runs/{child.info.run_id}/artifacts")
+    names = store["child_artifacts"]
+    listed = page.wait(lambda d: all(page.with_text(n) for n in names))
+    plots = page.with_text("plots")
+    if listed and plots:
+        page.click(plots[0])  # open the folder so the screenshot shows the plots' names
+        time.sleep(1)
+    page.shoot("child_artifacts")
+    check("child's artifacts listed on its page", bool(names) and bool(listed),
+          f"expected {names}; the page showed {excerpt(page.text())}")
+
+
+def main() -> int:
+    start = time.monotonic()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in [*OUT.glob("*.png"), *OUT.glob("*.txt")]:
+        old.unlink()  # the folder holds this run's evidence only
+    tmp = Path(tempfile.mkdtemp(prefix="nnx-ui-check-"))
+    check = Checks()
+    server = driver = None
+    try:
+        uri = make_sweep(tmp)
+        store = read_store(uri)
+        port = free_port()
+        server = start_ui(uri, port, tmp / "ui.log")
+        print(f"mlflow ui --host 127.0.0.1 --port {port} --backend-store-uri {uri}: up "
+              f"({time.monotonic() - start:.0f} s since the start)")
+        driver = open_browser()
+        page = Page(driver, f"http://127.0.0.1:{port}")
+        check_runs_table(page, store, check)
+        bound = listening(descendants({server.pid, driver.service.process.pid}))
+        check("the server and the browser listen on 127.0.0.1 only",
+              bool(bound) and all(loopback(a) for _, a in bound)
+              and any(a.endswith(f":{port}") for _, a in bound),
+              f"expected loopback addresses only, with port {port}; listening: {bound}")
+        check_parent(page, store, check)
+        check_child(page, store, check)
+    except Exception:  # noqa: BLE001 - a crash is a failed check, reported like the others
+        check("the check ran to its end", False, traceback.format_exc().strip())
+    finally:
+        if driver is not None:
+            driver.quit()
+        if server is not None:
+            stop(server)
+        if os.environ.get("NNX_UI_CHECK_KEEP"):
+            print(f"store and logs kept in {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    shots = sorted(OUT.glob("*.png"))
+    print(f"screenshots: {len(shots)} in {OUT}/ ({', '.join(p.name for p in shots)})")
+    print(f"check-ui: {len(check.passed)} of {len(check.passed) + len(check.failed)} checks "
+          f"passed in {time.monotonic() - start:.0f} s"
+          + (f"; failed: {', '.join(check.failed)}" if check.failed else ""))
+    return 1 if check.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
