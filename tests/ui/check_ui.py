@@ -39,6 +39,7 @@ SWEEP = ["experiment=spirals", "optimizer=sgd,adam", "model.activation=relu,tanh
          "trainer.epochs=5", "trainer.progress=false"]
 WAIT = 30  # seconds for any one thing to appear on a page
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "SE_AVOID_STATS": "true"}
+STARTED = time.monotonic()
 RUN_NAME_CELL = "[role=gridcell][col-id='attributes.`Run Name`']"
 
 
@@ -69,9 +70,18 @@ def excerpt(text: str, limit: int = 400) -> str:
 
 # --- the store --------------------------------------------------------------------------------
 
-def make_sweep(tmp: Path) -> str:
-    """Run the sweep into ``tmp/mlflow.db``; return the tracking URI."""
+def make_store(tmp: Path) -> str:
+    """An empty store, its schema made by this one process: two processes migrating a fresh
+    sqlite file at once can break it, and the server boots while the sweep runs."""
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    return uri
+
+
+def make_sweep(tmp: Path, uri: str) -> None:
+    """Run the sweep into the store at ``uri``."""
     command = [sys.executable, "-m", "nnx.run", "-m", *SWEEP, f"tracking.uri={uri}",
                f"hydra.sweep.dir={tmp / 'multirun'}"]
     start = time.monotonic()
@@ -85,7 +95,6 @@ def make_sweep(tmp: Path) -> str:
     print(f"sweep: python -m nnx.run -m {' '.join(SWEEP)} ({time.monotonic() - start:.0f} s)")
     # The epilogue (what the terminal shows when a sweep ends), for the log.
     print("  " + "\n  ".join(text.rstrip().splitlines()[-12:]))
-    return uri
 
 
 def read_store(uri: str) -> dict:
@@ -108,7 +117,16 @@ def read_store(uri: str) -> dict:
         "child": child, "best_id": best_id,
         "parent_artifacts": [a.path for a in client.list_artifacts(parent.info.run_id)],
         "child_artifacts": [a.path for a in client.list_artifacts(child.info.run_id)],
+        # the plot each screenshot opens: the sweep's comparison, the job's decision boundary
+        "parent_plots": pngs(client, parent.info.run_id, "objective_vs_params.png"),
+        "child_plots": pngs(client, child.info.run_id, "decision_boundary.png", "plots"),
     }
+
+
+def pngs(client, run_id: str, first: str, folder: str | None = None) -> list[str]:
+    """The PNG artifacts in ``folder`` (paths from the run's root), ``first`` first."""
+    found = [a.path for a in client.list_artifacts(run_id, folder) if a.path.endswith(".png")]
+    return sorted(found, key=lambda p: (not p.endswith("/" + first) and p != first, p))
 
 
 def varied_values(run, swept: set[str]) -> list[str]:
@@ -143,9 +161,15 @@ def markdown_table(text: str) -> tuple[list[str], int]:
 
 
 def plain(cell: str) -> str:
-    """A Markdown cell as the browser renders its text: links, emphasis and code marks gone."""
-    cell = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell.strip())
-    return re.sub(r"[*_`]", "", cell).strip()
+    """A Markdown cell's text, links reduced to their text (``same`` compares the rest)."""
+    return re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", cell.strip()).strip()
+
+
+def same(markdown: list[str], shown: list[str]) -> bool:
+    """Cells equal once emphasis and code marks are ignored (``**best**`` renders as best)."""
+    def bare(cells):
+        return [re.sub(r"[*_`\s]", "", c) for c in cells]
+    return bare(markdown) == bare(shown)
 
 
 # --- the server -------------------------------------------------------------------------------
@@ -154,21 +178,24 @@ def start_ui(uri: str, port: int, log: Path) -> subprocess.Popen:
     """``mlflow ui`` as ``make ui`` starts it, in its own process group (stopped as one)."""
     command = [str(BIN / "mlflow"), "ui", "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1", "--backend-store-uri", uri]
-    server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log.open("w"),
-                              stderr=subprocess.STDOUT, start_new_session=True,
-                              env={**os.environ, **QUIET})
-    deadline = time.monotonic() + 90
+    return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **QUIET})
+
+
+def wait_ui(server: subprocess.Popen, port: int, log: Path) -> None:
+    """Until the server answers /health (10-30 s on 2 cores, more while the sweep runs)."""
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
             sys.exit(f"check-ui: mlflow ui exited ({server.returncode}):\n{log.read_text()[-3000:]}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
                 if r.status == 200:
-                    return server
+                    return
         except OSError:
             time.sleep(0.5)
-    stop(server)
-    sys.exit(f"check-ui: mlflow ui did not answer /health in 90 s:\n{log.read_text()[-3000:]}")
+    sys.exit(f"check-ui: mlflow ui did not answer /health in 120 s:\n{log.read_text()[-3000:]}")
 
 
 def stop(server: subprocess.Popen) -> None:
@@ -308,17 +335,21 @@ class Page:
 
     def tidy(self) -> None:
         """Close MLflow's assistant panel and its one-time popovers: they cover the page."""
+        from selenium.common.exceptions import WebDriverException
+
         for button in self.css("button[aria-label=Close]") + self.xpath(
                 "//button[normalize-space(.)='Got it']"):
             try:
-                if button.is_displayed():
-                    self.click(button)
-            except Exception:  # noqa: BLE001 - gone already: nothing to close
-                pass
+                shown = button.is_displayed()
+            except WebDriverException:  # gone already: nothing to close
+                continue
+            if shown:
+                self.click(button)
 
     def shoot(self, name: str) -> Path:
         time.sleep(0.5)  # let charts finish their entry animation
         path = OUT / f"{len(self.shots) + 1:02d}_{name}.png"
+        print(f"    screenshot {path.name} ({time.monotonic() - STARTED:.0f} s)", flush=True)
         self.driver.save_screenshot(str(path))
         path.with_suffix(".txt").write_text(self.text())
         self.shots.append(path)
@@ -368,9 +399,11 @@ def check_runs_table(page: Page, store: dict, check: Checks) -> None:
         name = child.info.run_name
         if span.text.strip() != name and span.get_attribute("textContent").strip() != name:
             wrong.append(f"{name!r} shown as {span.text!r}")
-        if page.driver.execute_script("return arguments[0].scrollWidth > arguments[0].clientWidth "
-                                      "+ 1;", span):
-            cut.append(f"{name!r} shown as {span.text!r} in {span.size['width']} px")
+        need, have = page.driver.execute_script(
+            "return [arguments[0].scrollWidth, arguments[0].clientWidth];", span)
+        if need > have + 1:  # CSS ellipsis: the DOM keeps the whole text, the eye does not
+            cut.append(f"{name!r} needs {need} px, shows {have} px "
+                       f"(about {name[:max(1, len(name) * have // need - 1)]!r}...)")
         values = varied_values(child, store["swept"])
         if not re.match(r"#\d+ ", name) or not all(value_shown(v, name) for v in values):
             off_contract.append(f"{name!r} (varied values {values})")
@@ -382,8 +415,7 @@ def check_runs_table(page: Page, store: dict, check: Checks) -> None:
 
 
 def check_parent(page: Page, store: dict, check: Checks) -> None:
-    """(b) The parent's description (the ranked Markdown table) rendered on its page, and
-    (d) its artifacts (the comparison plots) listed, one of them shown."""
+    """(b) The parent's description, the ranked Markdown table, rendered on its page."""
     parent, exp_id = store["parent"], store["experiment"].experiment_id
     note = parent.data.tags.get("mlflow.note.content", "")
     header, rows = markdown_table(note)
@@ -392,18 +424,20 @@ def check_parent(page: Page, store: dict, check: Checks) -> None:
     page.tidy()
     more = page.xpath("//button[normalize-space(.)='Show more']")
     if more:
-        page.click(more[0])
-    table = page.wait(lambda d: page.css("[data-testid=note-editor-preview-content] table"), 10)
+        page.click(more[0])  # the description starts folded after a few lines
+    # No table in the store: a short look, for the failure message, not a long wait.
+    table = page.wait(lambda d: page.css("[data-testid=note-editor-preview-content] table"),
+                      WAIT if header else 2)
     page.shoot("parent_description")
     if not check("parent's description in the store holds a Markdown table", bool(header),
-                 f"expected tag mlflow.note.content with a table of ranked jobs; the store has "
-                 f"{excerpt(note, 200) if note else 'no description'}"):
+                 "expected tag mlflow.note.content with a table of ranked jobs; the store has "
+                 + (excerpt(note, 200) if note else "no description")):
         return
     shown_header = [th.text.strip() for th in table[0].find_elements("css selector", "th")] \
         if table else []
     shown_rows = len(table[0].find_elements("css selector", "tbody tr")) if table else 0
     check("parent's page renders the description's table",
-          shown_header == header and shown_rows == rows,
+          same(header, shown_header) and shown_rows == rows,
           f"expected a table with columns {header} and {rows} rows; the page showed "
           + (f"columns {shown_header} and {shown_rows} rows" if table
              else f"no table: {excerpt(page.text())}"))
@@ -411,58 +445,63 @@ def check_parent(page: Page, store: dict, check: Checks) -> None:
     if best and best in note:
         links = page.css(f"[data-testid=note-editor-preview-content] a[href*='{best}']")
         check("parent's description links to the best run", bool(links),
-              f"expected a link to run {best} in the rendered description")
+              f"expected a link to run {best} in the rendered description; the page showed "
+              f"{excerpt(page.text())}")
 
-    page.go(f"/#/experiments/{exp_id}/runs/{parent.info.run_id}/artifacts")
-    names = store["parent_artifacts"]
-    if not check("parent has artifacts in the store (the comparison plots)", bool(names),
-                 "expected objective_vs_params.png and the other sweep plots; the store has none"):
-        page.wait(lambda d: "Artifacts" in page.text(), 10)
-        page.shoot("parent_artifacts")
+
+def check_artifacts(page: Page, store: dict, which: str, check: Checks) -> None:
+    """A run's artifacts listed on its page as the store has them; a plot opened for the
+    screenshot (the parent's comparison plot, the child's decision boundary)."""
+    run, exp_id = store[which], store["experiment"].experiment_id
+    names, plots = store[f"{which}_artifacts"], store[f"{which}_plots"]
+    page.go(f"/#/experiments/{exp_id}/runs/{run.info.run_id}/artifacts")
+    if not check(f"{which} has artifacts in the store", bool(names),
+                 "expected objective_vs_params.png and the other sweep plots (the sweep "
+                 "epilogue writes them); the store has none" if which == "parent"
+                 else "expected plots/, config.yaml, ...; the store has none"):
+        page.wait(lambda d: page.with_text("Artifacts"), 10)
+        page.shoot(f"{which}_artifacts")
         return
     listed = page.wait(lambda d: all(page.with_text(n) for n in names))
-    plots = [n for n in names if n.endswith(".png")]
     if listed and plots:
-        plot = "objective_vs_params.png" if "objective_vs_params.png" in plots else plots[0]
-        page.click(page.with_text(plot)[0])
-        page.wait(lambda d: page.css(f"img[src*='{plot}']"), 10)
-    page.shoot("parent_artifacts")
-    check("parent's artifacts listed on its page", bool(listed),
+        folder, _, plot = plots[0].rpartition("/")
+        if folder:
+            page.click(page.with_text(folder)[0])
+        shown = page.wait(lambda d: page.with_text(plot), 10)
+        if shown:
+            page.click(shown[0])
+            page.wait(lambda d: page.css(f"img[src*='{plot}']"), 10)
+    page.shoot(f"{which}_artifacts")
+    check(f"{which}'s artifacts listed on its page", bool(listed),
           f"expected {names}; the page showed {excerpt(page.text())}")
 
 
-def check_child(page: Page, store: dict, check: Checks) -> None:
-    """(c) A child's metric sections (the prefixes before '/') and its artifacts."""
+def check_metrics(page: Page, store: dict, check: Checks) -> None:
+    """(c) A child's metric sections: MLflow groups charts by the prefix before '/'."""
     child, exp_id = store["child"], store["experiment"].experiment_id
     keys = sorted(child.data.metrics)
-    # system/ metrics have their own tab; the rest are grouped by prefix on "Model metrics".
+    # system/ metrics have a tab of their own; the rest are sections of "Model metrics".
     sections = sorted({k.split("/")[0] for k in keys if "/" in k} - {"system"})
     page.go(f"/#/experiments/{exp_id}/runs/{child.info.run_id}/model-metrics")
     page.wait(lambda d: page.xpath("//*[normalize-space(.)='Add chart']"))
     page.tidy()
-    page.shoot("child_metrics")
     check(f"child {child.info.run_name!r} logs train/ and val/ metrics (the UI's sections)",
           {"train", "val"} <= set(sections),
           f"expected metric keys such as train/loss, val/loss; the store has {keys}")
-    missing = [s for s in sections if not page.with_text(s)]
-    check("child's metrics page shows a section per prefix", bool(sections) and not missing,
-          f"expected section headers {sections}; missing {missing}; the page showed "
+    expected = sections or ["train", "val"]
+    missing = [s for s in expected if not page.with_text(s)]
+    first = page.with_text("train")
+    if first:  # sections come in alphabetical order: diagnostics would fill the screenshot
+        page.driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", first[0])
+        page.wait(lambda d: "(train/" in page.text(), 10)  # charts draw once scrolled to
+    page.shoot("child_metrics")
+    check("child's metrics page shows a section per prefix", not missing,
+          f"expected section headers {expected}; missing {missing}; the page showed "
           f"{excerpt(page.text())}")
-
-    page.go(f"/#/experiments/{exp_id}/runs/{child.info.run_id}/artifacts")
-    names = store["child_artifacts"]
-    listed = page.wait(lambda d: all(page.with_text(n) for n in names))
-    plots = page.with_text("plots")
-    if listed and plots:
-        page.click(plots[0])  # open the folder so the screenshot shows the plots' names
-        time.sleep(1)
-    page.shoot("child_artifacts")
-    check("child's artifacts listed on its page", bool(names) and bool(listed),
-          f"expected {names}; the page showed {excerpt(page.text())}")
 
 
 def main() -> int:
-    start = time.monotonic()
+    start = STARTED
     OUT.mkdir(parents=True, exist_ok=True)
     for old in [*OUT.glob("*.png"), *OUT.glob("*.txt")]:
         old.unlink()  # the folder holds this run's evidence only
@@ -470,14 +509,17 @@ def main() -> int:
     check = Checks()
     server = driver = None
     try:
-        uri = make_sweep(tmp)
-        store = read_store(uri)
+        uri = make_store(tmp)
         port = free_port()
         server = start_ui(uri, port, tmp / "ui.log")
+        make_sweep(tmp, uri)
+        store = read_store(uri)
+        wait_ui(server, port, tmp / "ui.log")
         print(f"mlflow ui --host 127.0.0.1 --port {port} --backend-store-uri {uri}: up "
               f"({time.monotonic() - start:.0f} s since the start)")
         driver = open_browser()
         page = Page(driver, f"http://127.0.0.1:{port}")
+        print(f"browser: Chromium up ({time.monotonic() - start:.0f} s since the start)")
         check_runs_table(page, store, check)
         bound = listening(descendants({server.pid, driver.service.process.pid}))
         check("the server and the browser listen on 127.0.0.1 only",
@@ -485,7 +527,9 @@ def main() -> int:
               and any(a.endswith(f":{port}") for _, a in bound),
               f"expected loopback addresses only, with port {port}; listening: {bound}")
         check_parent(page, store, check)
-        check_child(page, store, check)
+        check_artifacts(page, store, "parent", check)
+        check_metrics(page, store, check)
+        check_artifacts(page, store, "child", check)
     except Exception:  # noqa: BLE001 - a crash is a failed check, reported like the others
         check("the check ran to its end", False, traceback.format_exc().strip())
     finally:
