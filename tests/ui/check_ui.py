@@ -505,6 +505,9 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in [*OUT.glob("*.png"), *OUT.glob("*.txt")]:
         old.unlink()  # the folder holds this run's evidence only
+    # SIGTERM (a CI time-out) unwinds like Ctrl-C, so that `finally` stops the server: it runs
+    # in a session of its own, which nothing else would end.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = Path(tempfile.mkdtemp(prefix="nnx-ui-check-"))
     check = Checks()
     server = driver = None
