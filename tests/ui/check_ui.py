@@ -35,8 +35,9 @@ BIN = Path(sys.executable).parent  # the venv's bin, where `mlflow` lives
 OUT = Path(os.environ.get("NNX_UI_CHECK_DIR") or ROOT / "outputs" / "ui_check")
 CHROMIUM = os.environ.get("NNX_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("NNX_CHROMEDRIVER", "/usr/bin/chromedriver")
+# log_every=1: the run page draws curves, not one dot per chart (the preset logs every 5th epoch).
 SWEEP = ["experiment=spirals", "optimizer=sgd,adam", "model.activation=relu,tanh",
-         "trainer.epochs=5", "trainer.progress=false"]
+         "trainer.epochs=5", "trainer.log_every=1", "trainer.progress=false"]
 WAIT = 30  # seconds for any one thing to appear on a page
 QUIET = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "SE_AVOID_STATS": "true"}
 STARTED = time.monotonic()
