@@ -12,7 +12,7 @@ PIP := PIP_FIND_LINKS= $(PY) -m pip
 .PHONY: help install run test mutants data ui check-ui bench lint clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create ./.venv and install nnx (editable) with its dev extras; quick when done
 

@@ -385,9 +385,13 @@ def check_runs_table(page: Page, store: dict, check: Checks) -> None:
     if expand:
         page.click(expand[0])
     ids = [c.info.run_id for c in store["children"]]
-    shown = page.wait(lambda d: all(page.css(f"{RUN_NAME_CELL} a[href$='/runs/{i}']") for i in ids)
-                      and {i: page.css(f"{RUN_NAME_CELL} a[href$='/runs/{i}'] span")[0]
-                           for i in ids})
+    # Read in one script, so that React redrawing the table cannot leave a stale element.
+    measure = """return arguments[0].map(id => {
+        const span = document.querySelector(`${arguments[1]} a[href$='/runs/${id}'] span`);
+        return span && [span.textContent.trim(), span.scrollWidth, span.clientWidth];
+    });"""
+    shown = page.wait(lambda d: all(d.execute_script(measure, ids, RUN_NAME_CELL))
+                      and dict(zip(ids, d.execute_script(measure, ids, RUN_NAME_CELL))))
     page.shoot("runs_table")
     if not check(f"runs table lists the sweep's {len(ids)} children under the parent",
                  bool(shown), f"expected rows for {sorted(c.info.run_name for c in store['children'])}"
@@ -396,12 +400,10 @@ def check_runs_table(page: Page, store: dict, check: Checks) -> None:
         return
     wrong, cut, off_contract = [], [], []
     for child in store["children"]:
-        span = shown[child.info.run_id]
+        text, need, have = shown[child.info.run_id]
         name = child.info.run_name
-        if span.text.strip() != name and span.get_attribute("textContent").strip() != name:
-            wrong.append(f"{name!r} shown as {span.text!r}")
-        need, have = page.driver.execute_script(
-            "return [arguments[0].scrollWidth, arguments[0].clientWidth];", span)
+        if text != name:
+            wrong.append(f"{name!r} shown as {text!r}")
         if need > have + 1:  # CSS ellipsis: the DOM keeps the whole text, the eye does not
             cut.append(f"{name!r} needs {need} px, shows {have} px "
                        f"(about {name[:max(1, len(name) * have // need - 1)]!r}...)")
