@@ -9,10 +9,10 @@ STAMP := $(VENV)/.installed-stamp
 PIP := PIP_FIND_LINKS= $(PY) -m pip
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test mutants data ui bench lint clean
+.PHONY: help install run test mutants data ui check-ui bench lint clean
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-9s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create ./.venv and install nnx (editable) with its dev extras; quick when done
 
@@ -51,6 +51,20 @@ data: install ## get Fashion-MNIST for the studies and the benchmark (Debian pac
 
 ui: install ## browse the runs: MLflow UI on http://127.0.0.1:5000 over ./mlflow.db
 	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port 5000 --workers 1 --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+# The browser check's own needs: Selenium (the [ui-check] extra) and Debian's Chromium with its driver.
+UI_STAMP := $(VENV)/.ui-check-stamp
+$(UI_STAMP): $(STAMP)
+	@$(PIP) install -q -e ".[dev,ui-check]"
+	@touch $(UI_STAMP)
+
+check-ui: $(UI_STAMP) ## a real browser over the MLflow UI of a small sweep (screenshots: outputs/ui_check/)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "apt-get install chromium chromium-driver"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "check-ui needs Chromium and its driver: sudo apt-get install chromium chromium-driver"; exit 1; fi
+	$(PY) tests/ui/check_ui.py
 
 bench: install ## speed benchmark (one BLAS thread), results in experiments/benchmarks/results/
 	$(PY) experiments/benchmarks/bench.py
