@@ -138,13 +138,15 @@ class Floor:
 
         n = BATCH
         # conv1: W (32, 9), cols (n, 9, 784); conv2: W (64, 288), cols (n, 288, 196)
+        # (the same calls as Conv2D.forward/backward: keep the two in step)
         # dense1: x (n, 3136) @ W (3136, 128); dense2: (n, 128) @ (128, 10)
         self.calls = []
         for out_c, K, P, propagate in [(32, 9, 784, False), (64, 288, 196, True)]:
             W, cols, g = a(out_c, K), a(n, K, P), a(n, out_c, P)
-            y, dW, dcols = np.empty((n, out_c, P), DTYPE), np.empty((n, out_c, K), DTYPE), \
+            y, dW, dcols = np.empty((n, out_c, P), DTYPE), np.empty((n, K, out_c), DTYPE), \
                 np.empty((n, K, P), DTYPE)
-            self.calls += [(W, cols, y), (g, cols.transpose(0, 2, 1), dW)]
+            # dW as Conv2D computes it, transposed: cols[n] @ g[n].T
+            self.calls += [(W, cols, y), (cols, g.transpose(0, 2, 1), dW)]
             if propagate:
                 self.calls.append((W.T, g, dcols))
         for fan_in, units in [(3136, 128), (128, 10)]:
