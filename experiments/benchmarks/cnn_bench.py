@@ -7,11 +7,12 @@ The network: conv(1->32, 3, pad 1) - relu - maxpool 2 - conv(32->64, 3, pad 1) -
 28x28 float32 inputs (random data: a step costs the same on any values). One BLAS thread
 everywhere (set before NumPy is imported, then checked with threadpoolctl).
 
-Contenders, interleaved round by round (each round runs ``--steps`` steps of each, so that the
-machine's load hits all of them alike); the figure is the median over rounds of a step's time:
+Contenders, interleaved round by round (each round runs ``--steps`` steps of each, in an order
+that rotates every round, so that the machine's load hits all of them alike); the figure is the
+median over rounds of a step's time:
 
-- ``nnx``: nnx's layers composed by hand (today's Network cannot hold them yet), parameters and
-  gradients in one flat buffer as the Network keeps them, nnx's Adam and loss;
+- ``nnx``: an nnx ``Network`` of the layers in ``LAYERS``, stepped as the Trainer steps it
+  (forward, loss, backward, one Adam step over the flat parameter buffer);
 - ``floor``: the matrix products of the same step alone, the same calls on the same shapes into
   preallocated outputs: what no NumPy implementation of this layout can go below;
 - ``torch`` / ``torch_fused``: PyTorch CPU eager, ``nn.Sequential`` of the same layers,
@@ -21,6 +22,7 @@ Both wall-clock time and process CPU time are recorded: on a loaded machine the 
 one-thread process is the steadier figure (time spent descheduled is not counted in it).
 Then where an nnx step goes (im2col, products, col2im, pooling, ReLU, loss, optimizer), and the
 peak memory of each contender alone in a fresh subprocess. Targets are reported, never asserted.
+``make bench`` runs all this as its CNN section (``measure``, then ``markdown``).
 """
 
 from __future__ import annotations
