@@ -72,31 +72,34 @@ def window_slices(kernel, stride, out) -> list[tuple[tuple[int, ...], tuple[slic
             for k in itertools.product(*(range(ki) for ki in kernel))]
 
 
-def same_shifts(kernel, padding, size, dtype) -> list:
+def same_shifts(kernel, padding, size) -> list:
     """For a stride-1 convolution whose output has the input's size ("same" padding,
-    2 * padding = kernel - 1): per kernel offset k, (shift, lo, hi, keep), for col2im.
+    2 * padding = kernel - 1): per kernel offset k, (shift, lo, hi, cuts), for col2im.
 
     Offset k reads x at position i + k - p: in the flattened spatial index (h * w) a shift by
     ``shift`` = sum_a (k_a - p_a) * (step of axis a). col2im is then one contiguous add per
     offset over runs of h * w values, instead of n * c * h runs of w: short rows are what makes
     the strided form slow (measured: about 18 -> 13 ms for the benchmark's second convolution;
-    im2col's one strided copy was not helped, so it stays strided). Output positions outside [lo, hi) read
-    the zero padding. A shift along an inner axis would wrap the end of a row into the next:
-    ``keep`` (a 0/1 vector over the output positions, None when nothing wraps) zeroes the
-    positions that read across a row end, which in the strided form read the zero padding.
+    im2col's one strided copy was not helped, so it stays strided). Output positions outside
+    [lo, hi) read the zero padding. A shift along an inner axis would wrap the end of a row into
+    the next: ``cuts`` lists, per inner axis a, (a, the positions along a that read across the
+    edge), whose slab col2im zeroes before the add (in the strided form they read the zero
+    padding). Zeroing that slab (1/w of the values) rather than multiplying every value by a
+    0/1 vector, and starting dx as a copy of the centre offset rather than zeros: measured,
+    col2im of the second convolution 13.4 -> 12.2 ms.
     """
     d, total = len(size), int(np.prod(size))
     steps = [int(np.prod(size[a + 1:])) for a in range(d)]
-    grid = np.indices(size).reshape(d, -1)  # the coordinates of each output position
     out = []
     for k in itertools.product(*(range(ki) for ki in kernel)):
         shift = sum((ka - pa) * st for ka, pa, st in zip(k, padding, steps))
-        inside = np.ones(total, bool)
+        cuts = []
         for a in range(1, d):  # the first spatial axis cannot wrap: it is the outermost
-            read = grid[a] + k[a] - padding[a]
-            inside &= (read >= 0) & (read < size[a])
-        keep = None if inside.all() else inside.astype(dtype)
-        out.append((shift, max(0, -shift), min(total, total - shift), keep))
+            read = np.arange(size[a]) + k[a] - padding[a]
+            edge = np.flatnonzero((read < 0) | (read >= size[a]))
+            if edge.size:
+                cuts.append((a, edge))
+        out.append((shift, max(0, -shift), min(total, total - shift), cuts))
     return out
 
 
@@ -143,7 +146,7 @@ class _Conv(Module):
         out = tuple((n - k) // s + 1 for n, k, s in zip(padded, self.kernel, self.stride))
         self._in_shape, self._padded, self._out = (in_c, *size), padded, out
         self._slices = window_slices(self.kernel, self.stride, out)
-        self._shifts = same_shifts(self.kernel, self.padding, tuple(size), dtype) if (
+        self._shifts = same_shifts(self.kernel, self.padding, tuple(size)) if (
             set(self.stride) == {1} and out == tuple(size)) else None
         shape = (self.channels, in_c, *self.kernel)
         self.params["W"] = get_initializer(self.initializer)(shape, rng, dtype)
@@ -186,14 +189,19 @@ class _Conv(Module):
         """dL/dx from dL/dcols (n, K, P): for each kernel offset, one strided add."""
         n = dcols.shape[0]
         if self._shifts is not None:  # a stride-1 "same" convolution: see same_shifts
-            c = self._in_shape[0]
+            c, size = self._in_shape[0], self._in_shape[1:]
+            grid = dcols.reshape(n, c, len(self._shifts), *size)  # per offset, (n, c, *out)
+            for i, (_, _, _, cuts) in enumerate(self._shifts):
+                for axis, edge in cuts:  # in place: dcols is this layer's own scratch
+                    grid[(slice(None), slice(None), i) + (slice(None),) * axis + (edge,)] = 0
             flat = dcols.reshape(n, c, len(self._shifts), -1)
-            dx = np.zeros((n, c, flat.shape[-1]), dcols.dtype)
-            for i, (shift, lo, hi, keep) in enumerate(self._shifts):
-                part = flat[:, :, i, lo:hi]
-                if keep is not None:
-                    part *= keep[lo:hi]  # in place: dcols is this layer's own scratch
-                dx[:, :, lo + shift:hi + shift] += part
+            # The centre offset (shift 0, nothing cut) covers every position: copied, not added
+            # to zeros (one pass fewer over dx).
+            centre = len(self._shifts) // 2
+            dx = flat[:, :, centre].copy()
+            for i, (shift, lo, hi, _) in enumerate(self._shifts):
+                if i != centre:
+                    dx[:, :, lo + shift:hi + shift] += flat[:, :, i, lo:hi]
             return dx.reshape((n,) + self._in_shape)
         dcols = dcols.reshape(self._cols.shape)  # (n, c, *kernel, *out)
         dxp = np.zeros((n, self._in_shape[0]) + self._padded, dcols.dtype)
@@ -219,10 +227,13 @@ class _Conv(Module):
         W2 = W.reshape(out_c, -1)
         g = np.ascontiguousarray(grad).reshape(n, out_c, -1)  # (n, out_c, P)
         cols = self._cols.reshape(n, W2.shape[1], -1)  # (n, K, P)
-        # sum_n g[n] @ cols[n].T: one batched product into scratch, then the sum over samples.
-        self._dW = reuse(self._dW, (n,) + W2.shape, W.dtype)
-        np.matmul(g, cols.transpose(0, 2, 1), out=self._dW)
-        self.grads["W"][...] = self._dW.sum(axis=0).reshape(W.shape)
+        # dL/dW2 = sum_n g[n] @ cols[n].T, computed transposed: one batched product
+        # cols[n] @ g[n].T into scratch (K, out_c) per sample, then the sum over samples.
+        # Measured, that orientation is faster in OpenBLAS (second convolution: about 15 ->
+        # 12 ms), and transposing the (K, out_c) sum is nothing.
+        self._dW = reuse(self._dW, (n, W2.shape[1], out_c), W.dtype)
+        np.matmul(cols, g.transpose(0, 2, 1), out=self._dW)
+        self.grads["W"][...] = self._dW.sum(axis=0).T.reshape(W.shape)
         if self.bias:
             self.grads["b"][...] = g.sum(axis=(0, 2))
         if not self.propagate:

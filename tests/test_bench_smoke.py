@@ -42,3 +42,10 @@ def test_quick_bench_reports_every_contender(tmp_path):
     assert doc["meta"]["more_than_one_thread"] == []
     assert "## Targets" in (out / "bench.md").read_text()
     assert not (out / "scaling.png").exists()  # --skip-scaling
+    cnn = doc["cnn"]  # the CNN section: nnx and its floor always, PyTorch measured or skipped
+    assert {"nnx", "floor"} <= set(cnn["summary"]["median_step_s"]["cpu"])
+    assert ("torch" in cnn["labels"]) != bool(cnn.get("torch_note"))
+    assert cnn["breakdown"]["rows"]["max pool (forward + backward)"] > 0
+    assert {t["target"] for t in cnn["targets"]} >= {
+        "nnx <= 1.6x its own floor (the step's matrix products alone)", "peak memory stated"}
+    assert "## CNN (issue 14)" in (out / "bench.md").read_text()

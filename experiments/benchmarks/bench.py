@@ -17,7 +17,11 @@ Measured, on Fashion-MNIST with the 784-256-128-10 ReLU MLP, Adam lr 1e-3, batch
    (``contenders.tutorial_numpy``), and ``python -m nnx.run experiment=tutorial`` wall time
    with tracking off and on.
 4. Where an nnx Trainer epoch goes (instrumented: matmuls, Adam, gather, ...).
-5. Scaling: epoch time over batch size and width, float32 and float64, on a subset (a PNG).
+5. The CNN of issue 14 (``cnn_bench.py``): one training step of conv-relu-pool x2 - dense -
+   relu - dense, nnx's Network against PyTorch CPU eager and against its floor (the im2col
+   matrix products alone), interleaved round by round, CPU time of the process; where an nnx
+   step goes; peak memory; its targets.
+6. Scaling: epoch time over batch size and width, float32 and float64, on a subset (a PNG).
 
 Writes ``bench.json``, ``bench.md`` and ``scaling.png`` to ``--out`` (default
 ``experiments/benchmarks/results/``); with the default ``--out`` it also refreshes the table in
@@ -51,6 +55,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))  # nnx from this checkout even when run from elsewhere
 sys.path.insert(0, str(HERE))
 
+import cnn_bench
 import contenders as C  # after the thread settings and the path
 import report
 
@@ -564,6 +569,9 @@ def parse_args(argv=None):
                    "2 epochs, one repeat of everything, a small scaling grid (< 1 minute)")
     p.add_argument("--skip-scaling", action="store_true", help="leave out the scaling sweep")
     p.add_argument("--skip-torch", action="store_true", help="as if PyTorch were not installed")
+    p.add_argument("--skip-cnn", action="store_true", help="leave out the CNN section")
+    p.add_argument("--cnn-rounds", type=int, default=None, help="CNN rounds (default 11; "
+                   "--quick: 1), each of 10 steps per contender (--quick: 2)")
     p.add_argument("--out", type=Path, default=RESULTS, help="where results go (default: "
                    "experiments/benchmarks/results; only then is the README's table refreshed)")
     p.add_argument("--report", type=Path, metavar="JSON", help="measure nothing: rewrite the "
@@ -582,7 +590,7 @@ def main(argv=None) -> int:
     if args.report:
         saved = json.loads(args.report.read_text())
         doc = report.build(saved["meta"], saved["contenders"], saved["tutorial"],
-                           saved["profile"], saved["scaling"])
+                           saved["profile"], saved["scaling"], saved.get("cnn"))
         report.write(doc, args.out, readme=HERE / "README.md" if args.out == RESULTS else None)
         print(report.markdown(doc, title=True))
         return 0
@@ -639,6 +647,14 @@ def main(argv=None) -> int:
         log("profile of nnx Trainer epochs")
         profile = profile_epoch(ds, 1 if quick else 3)
         phase("profile")
+        cnn = None
+        if not args.skip_cnn:
+            log("CNN: nnx, its floor, PyTorch, interleaved")
+            why = ("--skip-torch given" if args.skip_torch
+                   else "PyTorch is not installed (pip install torch to include it)")
+            cnn = cnn_bench.measure(args.cnn_rounds or (1 if quick else 11), 2 if quick else 10,
+                                    use_torch, torch_note="" if use_torch else why, log=log)
+            phase("cnn")
         rows = []
         if not args.skip_scaling:
             if quick:
@@ -650,7 +666,7 @@ def main(argv=None) -> int:
         meta["loadavg_end"] = os.getloadavg()
         meta["phase_seconds"] = phases
         meta["bench_seconds"] = time.perf_counter() - started
-    doc = report.build(meta, results, tut, profile, rows)
+    doc = report.build(meta, results, tut, profile, rows, cnn)
     report.write(doc, args.out, readme=HERE / "README.md" if args.out == RESULTS else None)
     print(report.markdown(doc, title=True))
     log(f"done in {time.perf_counter() - started:.0f} s; results in {args.out}")

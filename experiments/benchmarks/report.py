@@ -34,8 +34,10 @@ def _pm(p: dict | None, unit: str = "x") -> str:
     return f"{p['median']:.2f}{unit} (quartiles {p['q1']:.2f}-{p['q3']:.2f})"
 
 
-def build(meta: dict, results: dict, tutorial: dict, profile: dict, scaling: list) -> dict:
-    """Everything measured plus the derived numbers, as one JSON-able document."""
+def build(meta: dict, results: dict, tutorial: dict, profile: dict, scaling: list,
+          cnn: dict | None = None) -> dict:
+    """Everything measured plus the derived numbers, as one JSON-able document. ``cnn``: the
+    CNN section (``cnn_bench.measure``, its own medians and targets), or None when skipped."""
     for entry in results.values():
         if entry.get("skipped") or entry.get("error"):
             continue
@@ -67,7 +69,7 @@ def build(meta: dict, results: dict, tutorial: dict, profile: dict, scaling: lis
     for entry in tutorial.values():
         entry["median_wall"] = median(entry["wall"])
     doc = {"meta": meta, "contenders": results, "tutorial": tutorial, "profile": profile,
-           "scaling": scaling}
+           "scaling": scaling, "cnn": cnn}
     doc["targets"] = targets(doc)
     return doc
 
@@ -282,6 +284,10 @@ def markdown(doc: dict, title: bool = True, image: str = "scaling.png") -> str:
                       + (f", {p['architecture']}" if p.get("architecture") else "") + ")"
                       for p in meta["threadpools"])
     torch = meta.get("torch_detail")
+    if doc.get("cnn"):
+        import cnn_bench
+
+        out += ["", cnn_bench.markdown(doc["cnn"], heading="## CNN (issue 14)").rstrip("\n")]
     out += ["", "## Machine", "",
             f"- CPU: {meta['cpu_model']}, {meta['cpu_count']} cores ({meta['cpus_usable']} usable)",
             (f"- {meta['platform']}, Python {meta['python']}, NumPy {meta['numpy']} "
