@@ -441,16 +441,19 @@ def doing(cfg: dict, what: str) -> None:
         print(f"nnx: {what} ...", file=sys.stderr, flush=True)
 
 
-def summary(cfg: dict, result: dict) -> str:
-    """The short report printed at the end of a run."""
+def summary(cfg: dict, result: dict, in_all: float | None = None) -> str:
+    """The short report printed at the end of a run. ``in_all``: the seconds it shows as the
+    whole time (``python -m nnx.run`` gives its process's); by default the run's
+    ``wall_seconds``, from the start of ``train`` to its metrics."""
     logs, trainer, ds = result["metrics"], result["trainer"], result["dataset"]
     n_test = 0 if ds.x_test is None else len(ds.x_test)
     n_val = validation_size(cfg, ds)
+    in_all = logs["wall_seconds"] if in_all is None else in_all
     headline = (
         f"nnx {cfg.get('name', '')}: dataset {ds.name} ({len(ds.x_train) - n_val} train, "
         f"{n_val} validation, {n_test} test), "
         f"{trainer.network.n_params:,} parameters, {trainer.epoch} epochs, {trainer.step} steps "
-        f"in {logs['train_seconds']:.2f} s ({logs['wall_seconds']:.2f} s in all, with set-up "
+        f"in {logs['train_seconds']:.2f} s ({in_all:.2f} s in all, with set-up "
         "and tracking)")
     lines = [headline]
     if trainer.stopped_early:

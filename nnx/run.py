@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import hydra
@@ -200,7 +201,10 @@ def main(cfg: DictConfig) -> float:
                     float(result["metrics"]["objective"]), result["metrics"], run_id)
     # A parallel job's summary goes to its run.log only: its console line was printed above.
     report = _to_log_file if sweep_job.parallel else log.info
-    report(experiment.summary(config, result))
+    # "In all" is the whole process for a single run, what `time python -m nnx.run` would say
+    # (importing Hydra, nnx and mlflow takes seconds); a sweep's job gets its own run's time.
+    in_all = None if sweep_job.sweep else process_seconds()
+    report(experiment.summary(config, result, in_all=in_all))
     if config.get("print_predictions"):
         ds, net = result["dataset"], trainer.network
         x = ds.x_test if ds.x_test is not None else ds.x_train
@@ -214,6 +218,27 @@ def main(cfg: DictConfig) -> float:
 
             report(ui_line(tracker.uri, tracker.experiment_id, run_id))
     return float(result["metrics"]["objective"])
+
+
+# The fallback start of this process where the kernel's record cannot be read: this module's
+# import, which misses the interpreter's start-up and the imports before it.
+_IMPORTED = time.monotonic()
+
+
+def process_seconds() -> float:
+    """Wall-clock seconds since this process started, interpreter start-up and imports
+    included: ``CLOCK_BOOTTIME`` now less the process's start time in ``/proc/self/stat``
+    (field 22, in clock ticks since boot, so exact to 10 ms). Not psutil's ``create_time``: it
+    adds that to the boot time in whole seconds, up to a second off. Elsewhere than Linux:
+    since this module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            stat = f.read()
+        # The command name (field 2) is in parentheses and may hold spaces: count after it.
+        ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return time.monotonic() - _IMPORTED
 
 
 def _to_log_file(message: str) -> None:

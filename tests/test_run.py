@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import runpy
 import sys
 from pathlib import Path
 
@@ -102,12 +103,35 @@ def test_presets_list_only_what_they_change():
         assert "\nname: " + preset in text, preset
 
 
-def test_tutorial_acceptance(nnx_run):
+def test_tutorial_acceptance(nnx_run, capsys, tmp_path):
     done = nnx_run(["experiment=tutorial", "tracking=none"])
     assert done.returncode == 0, done.stderr
     line = next(x for x in done.stdout.splitlines() if x.startswith("predictions:"))
     predictions = np.array([float(v) for v in line.split(":")[1].split()])
     np.testing.assert_allclose(predictions, [0, 1, 1, 0], atol=0.05)
+    # The README's "in a few lines of Python" prints these very numbers (its first line).
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    snippet = re.search(r"## The tutorial, in a few lines of Python\n.*?```python\n(.*?)```",
+                        readme, re.DOTALL).group(1)
+    (tmp_path / "readme_tutorial.py").write_text(snippet)
+    runpy.run_path(str(tmp_path / "readme_tutorial.py"))
+    printed = capsys.readouterr().out.splitlines()[0].strip("[]").split()
+    assert printed == line.split(":")[1].split()
+
+
+def test_in_all_time_is_the_whole_process(nnx_run):
+    """The summary's "in all" counts from the interpreter's start (imports included) to the
+    summary, so it is a little under the wall time measured around the process and not far
+    under it; once it counted from ``train`` only, a fifth of it. Loose bounds: what the figure
+    means, not how fast it is."""
+    import time
+
+    started = time.monotonic()
+    done = nnx_run(["experiment=tutorial", "tracking=none"])
+    measured = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    printed = float(re.search(r"\(([\d.]+) s in all", done.stdout).group(1))
+    assert 0.6 * measured <= printed <= measured + 0.02, (printed, measured)
 
 
 def test_digits_preset_reaches_097(nnx_run):
