@@ -113,7 +113,7 @@ def sync(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nnx.runs", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m nnx.runs", description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("command", nargs="?", default="list", choices=("list", "reap", "sync"))
     parser.add_argument("folder", nargs="?", help="sync: the run's folder (or its spool file)")
     parser.add_argument("--uri", help="the MLflow store (default: $NNX_TRACKING_URI or mlflow.db)")
