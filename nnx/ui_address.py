@@ -6,7 +6,8 @@
         -> "http://127.0.0.1:5001/#/experiments/3/runs/ab12"   (that server's own UI)
 
 A sqlite or file store has no UI of its own: ``mlflow ui`` must be started over it, and
-``make ui`` does so on port 5000 over the checkout's ``mlflow.db``; ``ui_hint`` says how.
+``make ui`` does so on port 5000 over the checkout's ``mlflow.db`` (in a checkout only);
+``ui_hint`` says how.
 """
 
 from __future__ import annotations
@@ -36,10 +37,12 @@ def ui_hint(uri: str) -> str:
     """How to get the UI at ``ui_base(uri)`` running: '' for a server, which serves it."""
     if uri.startswith(("http://", "https://")):
         return ""
-    from nnx.locations import default_store
+    from nnx.locations import checkout, default_store
     from nnx.store import sqlite_path
 
-    if sqlite_path(uri) == default_store():
+    # `make ui` is a target of nnx's checkout: outside one (nnx installed from a wheel) there is
+    # no Makefile, and the default store is the working directory's, which `mlflow ui` serves.
+    if checkout() is not None and sqlite_path(uri) == default_store():
         return "make ui starts it"
     return f"start it: mlflow ui --port 5000 --backend-store-uri {uri}"
 

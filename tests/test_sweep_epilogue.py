@@ -210,6 +210,17 @@ def test_ui_addresses():
         "(start it: mlflow ui --port 5000 --backend-store-uri sqlite:////x/mlflow.db)")
 
 
+def test_make_ui_is_named_only_for_the_store_of_a_checkout(tmp_path, monkeypatch):
+    """`make ui` serves the checkout's mlflow.db; from a folder outside any checkout the
+    default store is that folder's, and there is no Makefile: the line says `mlflow ui`."""
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root / "experiments")
+    assert ui_line(f"sqlite:///{root / 'mlflow.db'}", "1", "ab").endswith("(make ui starts it)")
+    monkeypatch.chdir(tmp_path)
+    assert ui_line(f"sqlite:///{tmp_path / 'mlflow.db'}", "1", "ab").endswith(
+        f"(start it: mlflow ui --port 5000 --backend-store-uri sqlite:///{tmp_path}/mlflow.db)")
+
+
 def test_rank_puts_scored_then_pruned_then_failed():
     rows = [T.Row(0, [], "FAILED"), T.Row(1, [], "FINISHED", 0.5), T.Row(2, [], "PRUNED", 0.1),
             T.Row(3, [], "FINISHED", 0.2), T.Row(4, [], "FINISHED", math.nan),
