@@ -168,14 +168,15 @@ def description(study, ran, counts, best, scores) -> str:
 
 
 def discard_parent(reason: str) -> None:
-    """Delete the sweep's parent run (no trial ran) and stop its exit hook from closing it."""
+    """Delete the sweep's parent run (no trial ran) and stop its exit hook from closing it or,
+    for an untracked sweep, from printing an epilogue of no job."""
+    from nnx.sweep_callback import GUARD
+
+    GUARD.disarm()
     sweep = _sweep()
     if sweep is None:
         return
     client, _, parent = sweep
-    from nnx.sweep_callback import GUARD
-
-    GUARD.disarm()
     with contextlib.suppress(Exception):  # the error itself is what the user must see
         client.set_tag(parent, "error", reason[:5000])
         client.set_terminated(parent, "FAILED")

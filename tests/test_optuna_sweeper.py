@@ -440,6 +440,17 @@ def test_bad_input_stops_the_sweep_before_any_trial_with_one_line(args, message,
     assert exp is None or client.search_runs([exp.experiment_id]) == []  # no sweep ran
 
 
+def test_an_untracked_sweep_stopped_before_any_trial_prints_the_error_alone(tmp_path):
+    # no parent run to discard, but no epilogue either: it would rank no job ("0 jobs, ")
+    done = sweep(["experiment=spirals", "hparams_search=optuna", "hydra.sweeper.pruner=medain",
+                  "tracking=none"], tmp_path)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.strip() == (
+        "nnx: error: hydra.sweeper.pruner: unknown pruner 'medain' (did you mean 'median'?); "
+        "valid: none, median, percentile, successive_halving, hyperband")
+
+
 def test_failed_trials_are_failed_with_their_reason_and_counted(store, tmp_path):
     # every run fails while training (a learning rate that makes the loss NaN in the first
     # steps); max_failure_rate=1 lets the sweep go on through both
