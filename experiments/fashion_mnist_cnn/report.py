@@ -119,8 +119,9 @@ def main() -> None:
     client = MlflowClient(args.uri)
     data = build("datasets", "fashion_mnist", download=False).load(np.random.default_rng(0),
                                                                    np.float32)
-    lines = ["| network | parameters | epochs | training minutes | validation accuracy "
-             "| test accuracy |", "|---|---|---|---|---|---|"]
+    header = ("| network | parameters | epochs | training minutes | validation accuracy "
+              "| test accuracy |")
+    lines = [header, "|---|---|---|---|---|---|"]
     matrices = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, experiment in RUNS.items():

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Fashion-MNIST CNN study: the fashion_mnist_cnn preset (two convolutions with batch norm,
-# flips and shifts as augmentation, 20 epochs) trained on 54,000 images, the epoch kept chosen
+# flips and shifts as augmentation, 15 epochs) trained on 54,000 images, the epoch kept chosen
 # on the other 6,000 (validation accuracy), then scored once on the official test set; beside
 # it the MLP study's winner (fashion_mnist_best) retrained the way that study trains it.
 # report.py puts them side by side: accuracy, parameters, minutes, both confusion matrices,
