@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import small_disk
 
-from nnx import checkpoint
+from nnx import checkpoint, metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 60
@@ -124,7 +124,8 @@ def store_full_run_folder_writable(disk: Path) -> None:
     keys = sorted(set(history[0]) - {"epoch"})
     assert len(history) == EPOCHS and len(keys) >= 8
     for key in keys:  # epochs x metrics: every point in the store, once
-        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+        stored = metrics.stored_key(key)  # the history's name (loss) -> the store's (train/loss)
+        steps = sorted(m.step for m in client.get_metric_history(run.info.run_id, stored))
         assert steps == list(range(1, EPOCHS + 1)), key
 
 

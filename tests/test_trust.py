@@ -159,7 +159,7 @@ def test_a_killed_run_is_found_stale_reaped_and_resumed_bit_identically(tmp_path
         exp = client.get_experiment_by_name("spirals")
         found = client.search_runs([exp.experiment_id]) if exp else []
         if found and client.list_artifacts(found[0].info.run_id, "checkpoints") \
-                and client.get_metric_history(found[0].info.run_id, "loss"):
+                and client.get_metric_history(found[0].info.run_id, "train/loss"):
             return found[0].info.run_id
         return None
 
