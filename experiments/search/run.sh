@@ -24,7 +24,8 @@ search() {  # search <name> <pruner>
 }
 mkdir -p "$STUDY_DIR/outputs"
 search unpruned none &
-# Median pruner: no pruning before 5 trials have finished, nor before a trial's 3rd epoch.
+# Median pruner: no pruning before 5 trials have finished, nor at a trial's 1st epoch
+# (epochs are reported as steps 1, 2, ...; the warm-up skips steps below 2).
 search pruned '{name:median,n_startup_trials:5,n_warmup_steps:2}' &
 wait
 "$PY" "$STUDY_DIR/report.py" --storage "$STORAGE" --uri "$STORE" --out "$RESULTS/summary.md"
