@@ -11,6 +11,10 @@ table are the runs' own ``test_accuracy``, which must agree with it).
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a report, not a download
+
 import argparse
 import tempfile
 from pathlib import Path
@@ -57,8 +61,12 @@ def latest_run(client, experiment: str):
     return runs[0]
 
 
-def logged_network(client, run, tmp: str):
-    folder = Path(client.download_artifacts(run.info.run_id, "model", tmp))
+def logged_network(run, tmp: str):
+    """The network the run logged as its MLflow model (``runs:/<id>/model``, a logged model)."""
+    import mlflow
+
+    folder = Path(mlflow.artifacts.download_artifacts(
+        artifact_uri=f"runs:/{run.info.run_id}/model", dst_path=tmp))
     return load_network(next(folder.rglob("network.json")).parent)
 
 
@@ -126,7 +134,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, experiment in RUNS.items():
             run = latest_run(client, experiment)
-            network = logged_network(client, run, f"{tmp}/{label}")
+            network = logged_network(run, f"{tmp}/{label}")
             x = data.x_test.reshape(len(data.x_test), *network.in_shape)
             matrices[label] = confusion(network, x, data.y_test)
             if label == "CNN":
