@@ -76,6 +76,18 @@ from nnx.tracking import Tracker
 from nnx.tracking_settings import SETTINGS, check_settings
 
 
+def _finish_monitor(system) -> None:
+    """Stop MLflow's system-metrics monitor; a run shorter than one sampling interval (or a
+    monitor that stopped before its first write) still gets one sample, taken now."""
+    first_step = system._logging_step
+    system.finish()
+    if system._logging_step == first_step == 0:
+        with contextlib.suppress(Exception):  # best effort: a store that is down gets none
+            system.collect_metrics()
+            system.publish_metrics(system.aggregate_metrics())
+            system.mlflow_logger.flush()
+
+
 class MlflowTracker(Tracker):
     """Logs one training run to MLflow (see the module docstring for the calls, in order)."""
 
@@ -172,7 +184,7 @@ class MlflowTracker(Tracker):
 
             self._system = SystemMetricsMonitor(
                 self.run_id, sampling_interval=float(self.settings["system_metrics_seconds"]),
-                tracking_uri=self.uri)
+                tracking_uri=self.uri, resume_logging=self._system is not None)
             self._system.start()
         except ImportError as error:  # psutil is a dependency; a broken install lacks it
             self._system = None
@@ -187,8 +199,8 @@ class MlflowTracker(Tracker):
         system, self._system = self._system, None
         if system is None:
             return
-        stopping = threading.Thread(target=system.finish, name="nnx-system-metrics-stop",
-                                    daemon=True)
+        stopping = threading.Thread(target=_finish_monitor, args=(system,),
+                                    name="nnx-system-metrics-stop", daemon=True)
         stopping.start()
         stopping.join(float(self.settings["timeout"]))
 
@@ -628,6 +640,12 @@ class MlflowTracker(Tracker):
                                   log_system_metrics=False):
                 yield
             self.client.update_run(self.run_id, status="RUNNING")
+            monitor = self._system
+            if monitor is not None and not (monitor._process and monitor._process.is_alive()):
+                # It looked while the run read FINISHED and stopped: its samples written, a new
+                # one goes on from the next step (resume_logging).
+                monitor.finish()
+                self._start_system_metrics()
         finally:
             if before is None:
                 os.environ.pop(quiet, None)
