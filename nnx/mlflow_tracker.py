@@ -684,6 +684,11 @@ def quiet_mlflow(verbose: bool = False) -> None:
     if "mlflow" in sys.modules:
         level = os.environ.get("MLFLOW_LOGGING_LEVEL", "INFO").upper()
         logging.getLogger("mlflow").setLevel(level)
+    # MLflow runs `git` for a run's source tags and warns when it fails: where git is missing,
+    # and when a Ctrl-C to the process group reaches that git (a sweep stopped while a job
+    # starts), which put a second line beside nnx's one-line stop.
+    logging.getLogger("mlflow.utils.git_utils").setLevel(logging.NOTSET if verbose
+                                                         else logging.ERROR)
 
 
 # -- resume from a run -------------------------------------------------------------------
