@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml
 run: install ## train the default experiment (the classic tutorial network) and log it to MLflow
 	$(PY) -m nnx.run experiment=tutorial
 
+# One pytest worker per logical CPU (pytest-xdist): most tests wait on a real `python -m nnx.run`
+# subprocess, so one worker leaves a core idle. `make test TEST_WORKERS=0` runs in one process.
+TEST_WORKERS ?= logical
 test: install ## run the whole test suite (tests that need Fashion-MNIST skip, saying so, without it)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 mutants: install ## plant each bug of tests/mutants/catalogue.py in turn: killed or survived (minutes)
 	$(PY) tests/mutants/run.py

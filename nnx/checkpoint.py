@@ -87,6 +87,10 @@ def save(path: str | Path, trainer, rngs: dict[str, np.random.Generator] | None 
             os.fsync(f.fileno())
         os.replace(tmp, path)  # the previous checkpoint stays whole until this instant
         _sync_folder(path.parent)
+        # A run killed mid-write (kill -9, out of memory) leaves its temporary file behind;
+        # a run folder has one writer, so any other one of this name is such a leftover.
+        for leftover in path.parent.glob(f".{path.name}.*.tmp"):
+            leftover.unlink(missing_ok=True)
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(error, OSError):

@@ -458,6 +458,10 @@ def summary(cfg: dict, result: dict, in_all: float | None = None) -> str:
     lines = [headline]
     if trainer.stopped_early:
         lines.append(trainer.stopped_early)
+    if trainer.kept_epoch is not None and trainer.kept_epoch != trainer.epoch:
+        monitor = next(cb.monitor for cb in trainer.callbacks if isinstance(cb, EarlyStopping))
+        lines.append(f"kept: the weights of epoch {trainer.kept_epoch}, the best {monitor} "
+                     "(early stopping restored them); the metrics below are theirs")
     shown = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "test_loss",
                          "test_accuracy", "test_rmse", "test_r2") if k in logs]
     lines.append("final: " + "  ".join(f"{k} {_fmt(logs[k])}" for k in shown))

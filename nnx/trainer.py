@@ -81,7 +81,9 @@ class Callback:
 
 class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs;
-    optionally restore the best weights."""
+    optionally restore the best weights. Restored, the run's final metrics (what ``fit``
+    returns: the summary, the objective, a sweep's score) are the best epoch's, the metrics of
+    the weights kept; ``trainer.kept_epoch`` says which epoch that was."""
 
     def __init__(self, monitor: str = "val_loss", patience: int = 10, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True) -> None:
@@ -95,7 +97,7 @@ class EarlyStopping(Callback):
         self.sign = 1.0 if mode == "min" else -1.0
         self.restore_best = restore_best
         self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
-        self.best_buffers = None
+        self.best_buffers = self.best_logs = None
         self._resumed = False
 
     def on_train_start(self, trainer):
@@ -103,11 +105,11 @@ class EarlyStopping(Callback):
             self._resumed = False
             return
         self.best, self.best_epoch, self.wait, self.best_weights = math.inf, -1, 0, None
-        self.best_buffers = None
+        self.best_buffers = self.best_logs = None
 
     def state(self):
         state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
-                 "best_weights": self.best_weights}
+                 "best_weights": self.best_weights, "best_logs": self.best_logs}
         if self.best_buffers is not None:  # only networks with buffers (batch norm) have them
             state["best_buffers"] = self.best_buffers
         return state
@@ -116,6 +118,9 @@ class EarlyStopping(Callback):
         self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
         self.wait, self.best_weights = int(state["wait"]), state.get("best_weights")
         self.best_buffers = state.get("best_buffers")  # absent in checkpoints before buffers
+        best_logs = state.get("best_logs")  # absent in checkpoints written before nnx kept it
+        self.best_logs = None if best_logs is None else {str(k): float(v)
+                                                          for k, v in dict(best_logs).items()}
         self._resumed = True
 
     def on_epoch_end(self, trainer, epoch, logs):
@@ -125,6 +130,7 @@ class EarlyStopping(Callback):
         value = self.sign * logs[self.monitor]
         if value < self.best - self.min_delta:
             self.best, self.best_epoch, self.wait = value, epoch, 0
+            self.best_logs = {k: float(v) for k, v in logs.items()}
             if self.restore_best:  # the weights and the state they were trained with
                 self.best_weights = trainer.network.flat_params.copy()
                 buffers = trainer.network.flat_buffers
@@ -141,6 +147,9 @@ class EarlyStopping(Callback):
             trainer.network.flat_params[...] = self.best_weights
             if self.best_buffers is not None:  # batch norm's running statistics of that epoch
                 trainer.network.flat_buffers[...] = self.best_buffers
+            if self.best_logs is not None:  # the metrics of the weights now in the network
+                logs.update(self.best_logs)
+                trainer.kept_epoch = self.best_epoch + 1
 
 
 @dataclass
@@ -185,6 +194,7 @@ class Trainer:
         self.step = 0  # optimizer steps completed
         self.stop_training = False
         self.stopped_early = ""
+        self.kept_epoch: int | None = None  # the epoch whose weights early stopping restored
         self.last_checkpoint: tuple[str, int] | None = None  # (path, epoch) written or loaded
         self.initial_loss: float | None = None  # the first batch's, before any update
         self.checkpoint_extra: dict = {}  # JSON kept in checkpoints (the run's config)
@@ -212,7 +222,8 @@ class Trainer:
 
     def fit(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None) -> dict[str, float]:
-        """Train for ``config.epochs`` epochs; returns the last epoch's metrics."""
+        """Train for ``config.epochs`` epochs; returns the last epoch's metrics (with early
+        stopping's restore: the metrics of the epoch whose weights were kept)."""
         from nnx.data import Batches
 
         cfg, net = self.config, self.network

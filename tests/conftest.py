@@ -19,7 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_nnx(args: list[str], tmp_path: Path, *, module: str = "nnx.run", timeout: float = 120,
             env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``python -m nnx.run ARGS`` with Hydra's output and the MLflow store under tmp_path."""
+    """Run ``python -m nnx.run ARGS`` with Hydra's output and the MLflow store under tmp_path.
+    The store starts as a copy of the session's migrated empty one (unless the test made its
+    own, or tracks nothing): creating a store runs MLflow's migrations, a second or two a run."""
+    store = tmp_path / "mlflow.db"
+    if _TEMPLATE and not store.exists() and "tracking=none" not in args:
+        shutil.copy(_TEMPLATE[0], store)
     full_env = {**os.environ, "NNX_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
                 "PYTHONUNBUFFERED": "1", **(env or {})}
     extra = []
@@ -47,6 +52,14 @@ def store_template(tmp_path_factory) -> Path:
 
         MlflowClient(f"sqlite:///{path}").search_experiments(max_results=1)
     return path
+
+
+_TEMPLATE: list[Path] = []  # the session's store_template, for run_nnx (a plain function)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _template_for_runs(store_template):
+    _TEMPLATE[:] = [store_template]
 
 
 @pytest.fixture
@@ -99,6 +112,7 @@ SESSION_MARKER = ("NNX_TEST_SESSION", str(os.getpid()))
 os.environ.setdefault(*SESSION_MARKER)
 
 
+@pytest.hookimpl(trylast=True)  # after pytest-xdist has shut its workers down (they carry it too)
 def pytest_sessionfinish(session, exitstatus):
     import processes
 

@@ -157,6 +157,18 @@ def test_interrupted_write_keeps_previous_checkpoint_and_leaves_no_temp(tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.npz"]  # no temporary left
 
 
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    trainer = trained(tmp_path)
+    torn = tmp_path / ".last.npz.k9x2ab.tmp"  # what kill -9 in mid-write leaves
+    torn.write_bytes((tmp_path / "last.npz").read_bytes()[:100])
+    other = tmp_path / ".best.npz.k9x2ab.tmp"  # another file's: not this writer's to remove
+    other.write_bytes(b"x")
+    trainer.epoch += 1
+    trainer.save_checkpoint()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".best.npz.k9x2ab.tmp", "last.npz"]
+    assert checkpoint.read(tmp_path / "last.npz")[0]["epoch"] == 3
+
+
 class FillDisk(Callback):
     """Fills the disk the checkpoints go to at the end of the third epoch."""
 
@@ -404,8 +416,10 @@ def test_callback_state_travels_and_a_bad_one_loads_nothing(tmp_path):
     trained(tmp_path, *stopping[:1], epochs=2)
     meta, arrays = checkpoint.read(tmp_path / "last.npz")
     saved = meta["callbacks"]["0"]
-    assert saved["class"] == "EarlyStopping" and set(saved["values"]) == {"best", "best_epoch",
-                                                                          "wait"}
+    assert saved["class"] == "EarlyStopping" and set(saved["values"]) == {
+        "best", "best_epoch", "wait", "best_logs"}  # best_logs: the best epoch's metrics
+    best_row = meta["history"][saved["values"]["best_epoch"]]
+    assert saved["values"]["best_logs"] == {k: v for k, v in best_row.items() if k != "epoch"}
     assert "callbacks/0/best_weights" in arrays
     bad = rewrite(tmp_path / "last.npz", tmp_path / "bad.npz", meta=lambda m: {
         **m, "callbacks": {"0": {"class": "EarlyStopping", "values": {"best": "x"}}}})
@@ -418,3 +432,4 @@ def test_callback_state_travels_and_a_bad_one_loads_nothing(tmp_path):
     assert (callback.best, callback.wait, callback.best_weights) == (np.inf, 0, None)
     trainer.load_checkpoint(tmp_path / "last.npz")
     assert callback.wait == saved["values"]["wait"] and callback.best_weights is not None
+    assert callback.best_logs == saved["values"]["best_logs"]

@@ -257,11 +257,11 @@ def test_clip_norm_bounds_every_step_by_the_gradients_norm(clip):
 class Scripted(Callback):
     """Puts a scripted ``score`` among the epoch's metrics (it runs before early stopping)."""
 
-    def __init__(self, scores):
-        self.scores = scores
+    def __init__(self, scores, key="score"):
+        self.scores, self.key = scores, key
 
     def on_epoch_end(self, trainer, epoch, logs):
-        logs["score"] = self.scores[epoch]
+        logs[self.key] = self.scores[epoch]
 
 
 class Weights(Callback):
@@ -312,6 +312,46 @@ def test_early_stopping_without_restore_keeps_the_last_weights():
     trainer, stopping, weights = stopped_run([5, 3, 4, 4], patience=2, restore_best=False)
     assert trainer.epoch == 4 and stopping.best_epoch == 1
     np.testing.assert_array_equal(trainer.network.flat_params, weights[3])
+    assert trainer.kept_epoch is None
+
+
+def final_metrics_of(scores, patience, restore_best):
+    stopping = EarlyStopping("val_loss", patience=patience, restore_best=restore_best)
+    trainer = regression_trainer(epochs=len(scores), gamma=1.0)
+    trainer.callbacks = [Scripted(scores, "val_loss"), stopping]
+    return trainer, trainer.fit(X, Y, X_VAL, Y_VAL)
+
+
+def test_restored_weights_come_with_their_epochs_metrics_as_the_final_ones():
+    # by hand: the scripted val_loss is best (1) at epoch 2 of 4; restored, the final
+    # metrics (the summary's, the objective's) are epoch 2's row of the history, not epoch 4's
+    trainer, final = final_metrics_of([3, 1, 2, 2.5], patience=10, restore_best=True)
+    assert trainer.epoch == 4 and trainer.kept_epoch == 2
+    assert final == {k: v for k, v in trainer.history[1].items() if k != "epoch"}
+    assert final["val_loss"] == 1 and final["loss"] == trainer.history[1]["loss"]
+    # without restore the last epoch's weights stay, and so do its metrics
+    trainer, final = final_metrics_of([3, 1, 2, 2.5], patience=10, restore_best=False)
+    assert trainer.kept_epoch is None and final["val_loss"] == 2.5
+
+
+def test_the_final_validation_metrics_are_those_of_the_weights_kept():
+    """A property on a real run: whichever epoch early stopping keeps, evaluating the network
+    it leaves gives the final validation metrics again, and the objective is one of them."""
+    from nnx import experiment
+    from nnx.run import compose
+
+    cfg = compose(["experiment=spirals", "trainer.epochs=12", "tracking=none",
+                   "trainer.early_stopping.patience=12", "trainer.early_stopping.monitor=val_loss",
+                   "trainer.log_every=1", "optimizer.lr=0.3"])  # val_loss goes up and down
+    result = experiment.train(cfg)
+    trainer, final = result["trainer"], result["metrics"]
+    best = min(trainer.history, key=lambda row: row["val_loss"])
+    assert trainer.kept_epoch == best["epoch"] and best["epoch"] != trainer.epoch
+    x_train, y_train, x_val, y_val = experiment.fit_data(cfg, result["dataset"], trainer.loss, 3)
+    again = trainer.evaluate(x_val, y_val)
+    assert again == {"val_loss": approx(final["val_loss"]),
+                     "val_accuracy": approx(final["val_accuracy"])}
+    assert final["objective"] == final["val_loss"] == best["val_loss"]
 
 
 def reference_stop(scores, patience, min_delta):
