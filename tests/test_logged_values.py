@@ -347,7 +347,7 @@ def test_the_final_validation_metrics_are_those_of_the_weights_kept():
     trainer, final = result["trainer"], result["metrics"]
     best = min(trainer.history, key=lambda row: row["val_loss"])
     assert trainer.kept_epoch == best["epoch"] and best["epoch"] != trainer.epoch
-    x_train, y_train, x_val, y_val = experiment.fit_data(cfg, result["dataset"], trainer.loss, 3)
+    *_, x_val, y_val = experiment.fit_data(cfg, result["dataset"], trainer.loss, 3)
     again = trainer.evaluate(x_val, y_val)
     assert again == {"val_loss": approx(final["val_loss"]),
                      "val_accuracy": approx(final["val_accuracy"])}

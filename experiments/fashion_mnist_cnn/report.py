@@ -16,6 +16,7 @@ import os
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a report, not a download
 
 import argparse
+import math
 import tempfile
 from pathlib import Path
 
@@ -43,6 +44,12 @@ def metric(run, name: str) -> float:
     return float("nan")
 
 
+def validated(run) -> str:
+    """The validation accuracy of the weights kept, or why there is none."""
+    value = metric(run, "val_accuracy")
+    return "(none: trains on all 60,000)" if math.isnan(value) else f"{value:.4f}"
+
+
 def seconds(client, run) -> float:
     """Training seconds: the sum of the logged per-epoch times."""
     for key in ("epoch_seconds", "time/epoch_seconds"):
@@ -61,10 +68,11 @@ def latest_run(client, experiment: str):
     return runs[0]
 
 
-def logged_network(run, tmp: str):
+def logged_network(run, tmp: str, uri: str):
     """The network the run logged as its MLflow model (``runs:/<id>/model``, a logged model)."""
     import mlflow
 
+    mlflow.set_tracking_uri(uri)  # runs:/<id>/model names a logged model: found via the store
     folder = Path(mlflow.artifacts.download_artifacts(
         artifact_uri=f"runs:/{run.info.run_id}/model", dst_path=tmp))
     return load_network(next(folder.rglob("network.json")).parent)
@@ -134,7 +142,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, experiment in RUNS.items():
             run = latest_run(client, experiment)
-            network = logged_network(run, f"{tmp}/{label}")
+            network = logged_network(run, f"{tmp}/{label}", args.uri)
             x = data.x_test.reshape(len(data.x_test), *network.in_shape)
             matrices[label] = confusion(network, x, data.y_test)
             if label == "CNN":
@@ -142,7 +150,7 @@ def main() -> None:
             params = network.n_params
             lines.append(f"| {label} ({experiment}) | {params:,} | "
                          f"{run.data.params.get('trainer.epochs')} | "
-                         f"{seconds(client, run) / 60:.1f} | {metric(run, 'val_accuracy'):.4f} | "
+                         f"{seconds(client, run) / 60:.1f} | {validated(run)} | "
                          f"{metric(run, 'test_accuracy'):.4f} |")
     draw_confusions(matrices, args.out / "confusion.png")
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")

@@ -42,8 +42,9 @@ def main() -> None:
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
         rows += [describe(client, run) for run in runs]
     rows.sort(key=lambda r: -r["best"])
-    lines = ["| random shift (pixels) | epochs | best validation accuracy | at epoch | "
-             "last epoch's | training minutes |", "|---|---|---|---|---|---|"]
+    header = ("| random shift (pixels) | epochs | best validation accuracy | at epoch | "
+              "last epoch's | training minutes |")
+    lines = [header, "|---|---|---|---|---|---|"]
     lines += [f"| {r['shift']} | {r['epochs']} | {r['best']:.4f} | {r['best_epoch']} | "
               f"{r['last']:.4f} | {r['minutes']:.1f} |" for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
