@@ -17,6 +17,7 @@ child process with a private tmpfs (``small_disk``): the child starts the run, p
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -110,8 +111,10 @@ def store_full_run_folder_writable(disk: Path) -> None:
     assert_quiet(err)
     assert f"nnx: warning: the MLflow store {uri} failed during this run (database or disk " \
         "is full" in err, err
-    assert "metric points and the final status. Once the store answers: python -m nnx.runs " \
-        f"sync {run_dir}" in err, err
+    # Whether the final status still fit depends on the free pages sqlite found at that moment
+    # (seen both ways): the points are spooled either way, the status when it did not fit.
+    assert re.search(r": \d+ metric points( and the final status)?\. Once the store answers: "
+                     rf"python -m nnx\.runs sync {re.escape(str(run_dir))}\n", err), err
     sync_fails_while_the_disk_is_full(run_dir)
     (disk / "filler").unlink()  # space again
     done = nnx_runs("sync", str(run_dir))
