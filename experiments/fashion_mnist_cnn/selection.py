@@ -1,6 +1,7 @@
-"""The CNN study's validation table, from select.sh's store: for each run, its augmentation and
-epochs, the best validation accuracy and the epoch it came at (the weights each run kept), and
-its training minutes. Writes ``selection.md`` into ``--out``. Test metrics are not read.
+"""The CNN study's validation tables, from select.sh's or regularise.sh's store: for each run,
+its augmentation, dropout, optimizer and epochs, the best validation accuracy and the epoch it
+came at (the weights each run kept), and its training minutes. Writes ``<name>.md`` into
+``--out``. Test metrics are not read.
 
     python experiments/fashion_mnist_cnn/selection.py --uri sqlite:///<select.db> --out results
 """
@@ -22,10 +23,22 @@ def describe(client, run) -> dict:
     layers = json.loads(run.data.params.get("model.layers", "[]"))
     shifts = [layer.get("max_shift") for layer in layers
               if isinstance(layer, dict) and layer.get("name") == "random_shift"]
+    # dropout rates before flatten (after the convolution blocks) and after it (the head)
+    names = [layer if isinstance(layer, str) else layer.get("name") for layer in layers]
+    flat = names.index("flatten") if "flatten" in names else len(names)
+    rates = [(i < flat, layer["rate"]) for i, layer in enumerate(layers)
+             if isinstance(layer, dict) and layer.get("name") == "dropout"]
+    blocks = sorted({rate for conv, rate in rates if conv}) or [0]
+    head = sorted({rate for conv, rate in rates if not conv}) or [0]
+    params = run.data.params
+    optimizer = params.get("optimizer.name", "?")
+    if float(params.get("optimizer.weight_decay", 0) or 0):
+        optimizer += f" (weight decay {float(params['optimizer.weight_decay']):g})"
     val = history(client, run.info.run_id, "val/accuracy")
     best = max(val, key=lambda m: (m.value, -m.step))  # the first epoch of the best value
     seconds = sum(m.value for m in history(client, run.info.run_id, "time/epoch_seconds"))
-    return {"shift": shifts[0] if shifts else 0, "epochs": len(val), "best": best.value,
+    return {"shift": shifts[0] if shifts else 0, "blocks": "/".join(f"{r:g}" for r in blocks),
+            "head": "/".join(f"{r:g}" for r in head), "optimizer": optimizer, "epochs": len(val), "best": best.value,
             "best_epoch": best.step, "last": val[-1].value, "minutes": seconds / 60}
 
 
@@ -34,6 +47,7 @@ def main() -> None:
     parser.add_argument("--uri", required=True, action="append", help="a store (repeatable)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--experiment", default="fashion_mnist_cnn_select")
+    parser.add_argument("--name", default="selection", help="the table's file name, no .md")
     args = parser.parse_args()
     rows = []
     for uri in args.uri:
@@ -42,13 +56,15 @@ def main() -> None:
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
         rows += [describe(client, run) for run in runs]
     rows.sort(key=lambda r: -r["best"])
-    header = ("| random shift (pixels) | epochs | best validation accuracy | at epoch | "
-              "last epoch's | training minutes |")
-    lines = [header, "|---|---|---|---|---|---|"]
-    lines += [f"| {r['shift']} | {r['epochs']} | {r['best']:.4f} | {r['best_epoch']} | "
-              f"{r['last']:.4f} | {r['minutes']:.1f} |" for r in rows]
+    header = ("| random shift (pixels) | dropout after each block | dropout before the last "
+              "layer | optimizer | epochs | best validation accuracy | at epoch | last epoch's "
+              "| training minutes |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['shift']} | {r['blocks']} | {r['head']} | {r['optimizer']} | {r['epochs']} "
+              f"| {r['best']:.4f} | {r['best_epoch']} | {r['last']:.4f} | {r['minutes']:.1f} |"
+              for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "selection.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
