@@ -188,10 +188,27 @@ class SoftmaxCrossEntropy(Loss):
     Fused because the separate Jacobians cancel to this simple form, and because
     log-softmax = z - logsumexp(z) never takes the log of an underflowed 0.
     Targets: one-hot / probability rows (n, C), or integer labels (n,).
+
+    ``label_smoothing`` e (Szegedy et al. 2016) trains towards t' = (1 - e) t + e / C instead
+    of t: the right class keeps 1 - e + e / C, every class gets e / C, so a confident network is
+    never pushed to infinite logits (as ``torch.nn.CrossEntropyLoss(label_smoothing=e)``).
+    It applies wherever this loss is computed, validation and test losses too; accuracy is
+    untouched. 0 (the default) is plain cross-entropy.
     """
 
     targets = ("labels", "one_hot", "probabilities")
     inputs = "logits"
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        try:
+            smoothing = float(label_smoothing)
+        except (TypeError, ValueError):
+            smoothing = float("nan")
+        if not 0.0 <= smoothing <= 1.0:  # also refuses nan
+            raise ValueError(f"label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+        self.label_smoothing = smoothing
+        self._config = {"label_smoothing": smoothing}
 
     def forward(self, pred, target):
         if pred.ndim != 2:
@@ -215,17 +232,25 @@ class SoftmaxCrossEntropy(Loss):
                     f"got values in [{target.min()}, {target.max()}]"
                 )
             self._labels, self._t = target.astype(np.intp, copy=False), None
-            picked = shifted[np.arange(n), self._labels]
-            return (float(log_probs_norm.sum()) - float(picked.sum())) / n
+            picked = float(shifted[np.arange(n), self._labels].sum())
+            e = self.label_smoothing
+            if e:  # -sum_c t'_c log p_c = lognorm - (1 - e) z_label - e mean_c z_c (z shifted)
+                picked = (1.0 - e) * picked + e * float(shifted.sum()) / classes
+            return (float(log_probs_norm.sum()) - picked) / n
         self._check(pred, target)
         self._labels, self._t = None, target
-        return float(-np.sum(target * (shifted - log_probs_norm)) / n)
+        if self.label_smoothing:
+            self._t = (1.0 - self.label_smoothing) * target + self.label_smoothing / classes
+        return float(-np.sum(self._t * (shifted - log_probs_norm)) / n)
 
     def backward(self):
-        n = self._probs.shape[0]
+        n, classes = self._probs.shape
         if self._labels is not None:
             grad = self._probs.copy()  # backward may be called again; keep the cache intact
-            grad[np.arange(n), self._labels] -= 1.0
+            e = self.label_smoothing
+            if e:
+                grad -= e / classes
+            grad[np.arange(n), self._labels] -= 1.0 - e
         else:
             grad = self._probs - self._t
         grad /= n

@@ -220,6 +220,43 @@ def test_softmax_cross_entropy_rejects_bad_labels():
         loss("softmax_cross_entropy").forward(z, np.array([0, 1]))
 
 
+def test_label_smoothing_by_hand_and_against_finite_differences():
+    # Two classes, z = [0, log 3]: p = [1/4, 3/4]; label 1, e = 0.2: t' = [0.1, 0.9].
+    z, label = np.array([[0.0, math.log(3.0)]]), np.array([1])
+    sce = loss("softmax_cross_entropy", label_smoothing=0.2)
+    value = sce.forward(z, label)
+    np.testing.assert_allclose(value, -(0.1 * math.log(0.25) + 0.9 * math.log(0.75)), rtol=1e-14)
+    np.testing.assert_allclose(sce.backward(), [[0.15, -0.15]], rtol=1e-12)
+    # Labels and one-hot rows give the same; the gradient is that of the value.
+    rng = np.random.default_rng(5)
+    z, labels = rng.normal(size=(6, 5)) * 3, rng.integers(0, 5, 6)
+    a, b = loss("softmax_cross_entropy", label_smoothing=0.1), loss(
+        "softmax_cross_entropy", label_smoothing=0.1)
+    np.testing.assert_allclose(a.forward(z, labels), b.forward(z, np.eye(5)[labels]), rtol=1e-14)
+    np.testing.assert_allclose(a.backward(), b.backward(), rtol=1e-13, atol=1e-17)
+    from nnx.testing import numerical_gradient
+
+    numeric = numerical_gradient(lambda: a.forward(z, labels), z)
+    a.forward(z, labels)
+    np.testing.assert_allclose(a.backward(), numeric, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match=r"label_smoothing must be a number in \[0, 1\], got 1.5"):
+        loss("softmax_cross_entropy", label_smoothing=1.5)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_label_smoothing_agrees_with_torch(smoothing):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    z, labels = rng.normal(size=(7, 4)) * 2, rng.integers(0, 4, 7)
+    sce = loss("softmax_cross_entropy", label_smoothing=smoothing)
+    value, grad = sce.forward(z, labels), sce.backward()
+    zt = torch.tensor(z, requires_grad=True)
+    ref = torch.nn.functional.cross_entropy(zt, torch.tensor(labels), label_smoothing=smoothing)
+    ref.backward()
+    np.testing.assert_allclose(value, ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
 def test_bce_with_logits_equals_bce_of_sigmoid():
     rng = np.random.default_rng(4)
     z = rng.uniform(-4, 4, size=(6, 2))
