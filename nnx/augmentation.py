@@ -1,4 +1,4 @@
-"""Training-time data augmentation as layers: ``random_flip`` and ``random_shift``.
+"""Training-time data augmentation as layers: ``random_flip``, ``random_shift``, ``random_erasing``.
 
 Augmentation shows the network a slightly different copy of each training image every epoch
 (mirrored, moved by a pixel or two) that keeps its label. The network cannot memorise the exact
@@ -12,9 +12,9 @@ As layers (Keras' ``RandomFlip``/``RandomTranslation``), placed first in ``model
     training:  y = T(x), a fresh random T per sample and step, drawn from the rng given to build
     eval:      y = x itself (no copy): predict and evaluate see the images as they are
 
-Both transforms are linear, so backward applies the transposed transform with the same draws:
-a flip is its own transpose; a shift's transpose is the shift back (the adjoint), with zeros
-where a pixel had fallen off the edge. Arrays are (n, channels, *spatial): (n, c, h, w) images
+All three transforms are linear (erasing to a value other than 0: affine, the same Jacobian),
+so backward applies the transposed transform with the same draws: a flip is its own transpose; a shift's transpose is the shift back (the adjoint), with
+zeros where a pixel had fallen off the edge; erasing multiplies by a 0/1 mask, its own transpose. Arrays are (n, channels, *spatial): (n, c, h, w) images
 or (n, c, length) signals.
 """
 
@@ -164,3 +164,93 @@ class RandomShift(_Augmentation):
         if grad is None or not self.propagate:
             return None
         return grad if self._shifts is None else self._shift(grad, -self._shifts)
+
+
+def _pair(name: str, label: str, value, low: float, high: float) -> tuple[float, float]:
+    """Two numbers lo <= hi within [low, high] (a list from YAML), or a ValueError naming them."""
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        lo = hi = float("nan")
+    if not low <= lo <= hi <= high:  # also refuses nan
+        raise ValueError(f"{name}: {label} must be two numbers lo <= hi in [{low:g}, {high:g}], "
+                         f"got {value!r}")
+    return lo, hi
+
+
+class RandomErasing(_Augmentation):
+    """Each image has a random rectangle set to ``value`` with probability p (training only).
+
+    Random erasing (Zhong et al. 2020; torchvision's ``RandomErasing``): the network cannot rely
+    on any one part of the image (a collar, a sole) being visible. Per image and step: an area of
+    U(scale) times the image's, an aspect ratio h/w of exp(U(log ratio)), so a box of
+    round(sqrt(area * ratio)) x round(sqrt(area / ratio)) pixels (cut to the image where it
+    would not fit: torchvision draws again instead), placed uniformly where it fits, over
+    every channel. On (n, c, h, w) images only.
+
+        y = x * keep + value * (1 - keep),   keep[n, i, j] = 0 inside sample n's box, else 1
+        dL/dx = g * keep     (the erased pixels have no say in the loss)
+
+    The boxes are a comparison of row and column numbers with each sample's bounds, broadcast
+    over the batch: no loop over samples.
+    """
+
+    name = "random_erasing"
+    example: ClassVar[dict] = {"kwargs": {"p": 1.0}, "in_shape": (2, 6, 5)}
+
+    def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3),
+                 value: float = 0.0) -> None:
+        super().__init__()
+        ok = isinstance(p, numbers.Real) and not isinstance(p, bool)
+        if not (ok and 0.0 <= p <= 1.0):
+            raise ValueError(f"{self.name}: p must be a probability in [0, 1], got {p!r}")
+        self.p = float(p)
+        self.scale = _pair(self.name, "scale (fractions of the image's area)", scale, 0.0, 1.0)
+        self.ratio = _pair(self.name, "ratio (box height / width)", ratio, 1e-3, 1e3)
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and np.isfinite(value)):
+            raise ValueError(f"{self.name}: value must be a finite number, got {value!r}")
+        self.value = float(value)
+        self._config = {"p": self.p, "scale": list(self.scale), "ratio": list(self.ratio),
+                        "value": self.value}
+        self._keep = None
+
+    def build(self, in_shape, rng, dtype):
+        out = super().build(in_shape, rng, dtype)
+        if len(out) != 3:
+            raise ValueError(f"{self.name}: expects images (n, channels, height, width), got "
+                             f"sample shape {out}, that is input {batch_shape(out)}")
+        return out
+
+    def _draw_keep(self, n: int, dtype) -> np.ndarray:
+        """keep (n, 1, h, w): 0 inside each erased sample's box, 1 elsewhere."""
+        h, w = self._in_shape[1:]
+        rng = self._rng
+        erased = rng.random(n) < self.p
+        area = rng.uniform(*self.scale, n) * h * w
+        ratio = np.exp(rng.uniform(*np.log(self.ratio), n))
+        box_h = np.clip(np.rint(np.sqrt(area * ratio)), 0, h).astype(np.intp)
+        box_w = np.clip(np.rint(np.sqrt(area / ratio)), 0, w).astype(np.intp)
+        top = rng.integers(0, h - box_h + 1)   # one draw per sample, in [0, h - box_h]
+        left = rng.integers(0, w - box_w + 1)
+        rows, cols = np.arange(h), np.arange(w)
+        in_rows = (rows >= top[:, None]) & (rows < (top + box_h)[:, None])    # (n, h)
+        in_cols = (cols >= left[:, None]) & (cols < (left + box_w)[:, None])  # (n, w)
+        inside = in_rows[:, :, None] & in_cols[:, None, :] & erased[:, None, None]
+        return (~inside).astype(dtype)[:, None]
+
+    def forward(self, x):
+        check_input(self.name, x, self._in_shape)
+        if not self.training or self.p == 0.0:
+            self._keep = None
+            return x
+        self._keep = self._draw_keep(x.shape[0], x.dtype)
+        y = x * self._keep
+        if self.value:
+            y += self.value * (1.0 - self._keep)
+        return y
+
+    def backward(self, grad):
+        if grad is None or not self.propagate:
+            return None
+        return grad if self._keep is None else grad * self._keep

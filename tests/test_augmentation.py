@@ -1,5 +1,6 @@
-"""Augmentation layers (random_flip, random_shift): the identity in eval mode, exact outputs in
-training against hand-written NumPy (a per-sample loop as the oracle of the vectorised shift),
+"""Augmentation layers (random_flip, random_shift, random_erasing): the identity in eval mode, exact outputs in
+training against hand-written NumPy (a per-sample loop as the oracle of the vectorised shift
+and of the erased boxes),
 backward as the transposed op (central differences with the draws fixed, and the adjoint
 identity <backward(g), x> == <g, forward(x)>), reproducible draws, and the command line: listed,
 trained through ``python -m nnx.run``, bad arguments refused in one line."""
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from nnx import experiment
-from nnx.augmentation import RandomFlip, RandomShift
+from nnx.augmentation import RandomErasing, RandomFlip, RandomShift
 from nnx.config import ConfigError
 from nnx.network import Network
 from nnx.registry import build
@@ -42,7 +43,8 @@ def shifted_by_loop(sample: np.ndarray, shift) -> np.ndarray:
 
 # -- eval mode and the trivial settings: x itself -------------------------------------------
 @pytest.mark.parametrize("name,kwargs", [("random_flip", {}), ("random_flip", {"p": 1.0}),
-                                         ("random_shift", {}), ("random_shift", {"max_shift": 3})])
+                                         ("random_shift", {}), ("random_shift", {"max_shift": 3}),
+                                         ("random_erasing", {"p": 1.0})])
 def test_eval_mode_is_the_identity_itself(name, kwargs):
     layer = built(name, (2, 5, 6), **kwargs).eval()
     x = np.random.default_rng(1).normal(size=(4, 2, 5, 6))
@@ -52,7 +54,8 @@ def test_eval_mode_is_the_identity_itself(name, kwargs):
 
 
 @pytest.mark.parametrize("name,kwargs", [("random_flip", {"p": 0.0}),
-                                         ("random_shift", {"max_shift": 0})])
+                                         ("random_shift", {"max_shift": 0}),
+                                         ("random_erasing", {"p": 0.0})])
 def test_nothing_to_draw_leaves_x_unchanged_in_training(name, kwargs):
     layer = built(name, (1, 4, 4), **kwargs)
     assert layer.training
@@ -128,14 +131,61 @@ def test_shift_in_float32_keeps_its_dtype():
     assert y.dtype == np.float32 and layer.backward(np.ones_like(y)).dtype == np.float32
 
 
+# -- random_erasing in training --------------------------------------------------------------
+def erased_by_loop(x, seed, p, scale, ratio, value):
+    """The oracle: the draws in random_erasing's order, then each sample's box one at a time."""
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    rng = np.random.default_rng(seed)
+    erased = rng.random(n) < p
+    area = rng.uniform(*scale, n) * h * w
+    aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), n))
+    box_h = [min(h, int(round(float(np.sqrt(a * r))))) for a, r in zip(area, aspect)]
+    box_w = [min(w, int(round(float(np.sqrt(a / r))))) for a, r in zip(area, aspect)]
+    top = rng.integers(0, np.array([h - b + 1 for b in box_h]))
+    left = rng.integers(0, np.array([w - b + 1 for b in box_w]))
+    out = x.copy()
+    for i in range(n):
+        if erased[i]:
+            out[i, :, top[i]:top[i] + box_h[i], left[i]:left[i] + box_w[i]] = value
+    return out, erased, np.array(box_h) * np.array(box_w)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"p": 1.0, "value": 0.5},
+                                    {"p": 0.7, "scale": [0.3, 0.9], "ratio": [0.5, 2.0]}])
+def test_erasing_outputs_against_a_per_sample_loop(kwargs):
+    n, seed, shape = 50, 23, (2, 9, 7)
+    layer = built("random_erasing", shape, seed=seed, **kwargs)
+    x = np.random.default_rng(24).normal(size=(n, *shape))
+    y = layer.forward(x)
+    settings = {"p": 0.5, "scale": (0.02, 0.33), "ratio": (0.3, 3.3), "value": 0.0, **kwargs}
+    expected, erased, areas = erased_by_loop(x, seed, **settings)
+    np.testing.assert_array_equal(y, expected)
+    assert 0 < erased.sum() and areas[erased].max() > 1  # boxes were drawn, not just pixels
+    changed = np.any(y != x, axis=(1, 2, 3))
+    assert np.array_equal(changed, erased & (areas > 0))  # only the drawn samples change
+    assert not np.shares_memory(y, x)
+
+
+def test_erased_boxes_cover_the_drawn_fraction_of_the_image():
+    # p = 1 and scale [0.1, 0.3]: every image loses 10-30% of its pixels (rounding the sides
+    # moves the area a little), on average about a fifth; the box is the same in every channel.
+    layer = built("random_erasing", (2, 20, 20), p=1.0, scale=[0.1, 0.3], ratio=[0.5, 2.0])
+    y = layer.forward(np.ones((2000, 2, 20, 20)))
+    np.testing.assert_array_equal(y[:, 0], y[:, 1])
+    fraction = 1.0 - y[:, 0].mean(axis=(1, 2))
+    assert fraction.min() > 0.06 and fraction.max() < 0.36
+    assert abs(fraction.mean() - 0.2) < 0.02
+
+
 # -- backward: the transposed op -------------------------------------------------------------
 CASES = [("random_flip", {}, (2, 3, 4)), ("random_flip", {"axis": -2}, (2, 3, 4)),
          ("random_flip", {"p": 0.7}, (2, 5)), ("random_shift", {}, (2, 4, 5)),
-         ("random_shift", {"max_shift": 1}, (1, 6)), ("random_shift", {"max_shift": 3}, (1, 3, 3))]
+         ("random_shift", {"max_shift": 1}, (1, 6)), ("random_shift", {"max_shift": 3}, (1, 3, 3)),
+         ("random_erasing", {"p": 1.0}, (2, 5, 6)), ("random_erasing", {"scale": [0.2, 0.5]}, (1, 6, 6))]
 IDS = [f"{name}-{'-'.join(map(str, shape))}-{i}" for i, (name, _, shape) in enumerate(CASES)]
 
 
-@pytest.mark.parametrize("name", ["random_flip", "random_shift"])
+@pytest.mark.parametrize("name", ["random_flip", "random_shift", "random_erasing"])
 def test_the_kit_passes(name):
     # Shapes, dtypes, eval-mode gradients, returned arrays owned by the caller; training mode is
     # random, so the kit checks eval mode there (as for dropout) and the tests below training.
@@ -168,6 +218,23 @@ def test_backward_is_the_adjoint_of_forward(name, kwargs, shape):
     assert np.vdot(dx, x) == pytest.approx(np.vdot(g, y), rel=1e-12)
 
 
+def test_erasing_to_a_value_has_the_gradient_of_erasing_to_zero():
+    # y = x * keep + value * (1 - keep) is affine: the same Jacobian as value 0, checked by
+    # central differences with the draws fixed.
+    x = np.random.default_rng(25).normal(size=(5, 1, 6, 6))
+    w = np.random.default_rng(26).normal(size=x.shape)
+
+    def loss():
+        return float(np.sum(w * built("random_erasing", (1, 6, 6), seed=27, value=0.3,
+                                      p=1.0).forward(x)))
+
+    layer = built("random_erasing", (1, 6, 6), seed=27, value=0.3, p=1.0)
+    y = layer.forward(x)
+    assert np.any(y == 0.3)
+    np.testing.assert_allclose(layer.backward(w.copy()), numerical_gradient(loss, x),
+                               rtol=1e-7, atol=1e-9)
+
+
 def test_shift_backward_is_the_shift_back():
     layer = built("random_shift", (2, 5, 6), seed=16, max_shift=2)
     rng = np.random.default_rng(17)
@@ -189,7 +256,7 @@ def test_placed_first_the_layers_before_the_weights_skip_dl_dx():
 
 
 # -- reproducibility -------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["random_flip", "random_shift"])
+@pytest.mark.parametrize("name", ["random_flip", "random_shift", "random_erasing"])
 def test_same_seed_same_draws_and_fresh_draws_each_step(name):
     x = np.random.default_rng(18).normal(size=(12, 1, 5, 5))
     a, b, c = (built(name, (1, 5, 5), seed=s) for s in (21, 21, 22))
@@ -210,6 +277,13 @@ def test_same_seed_same_draws_and_fresh_draws_each_step(name):
     (RandomShift, {"max_shift": -1}, r"random_shift: max_shift must be an integer >= 0, got -1"),
     (RandomShift, {"max_shift": 1.5}, r"random_shift: max_shift must be an integer >= 0, got 1.5"),
     (RandomShift, {"max_shift": True}, r"random_shift: max_shift must be an integer >= 0, got True"),
+    (RandomErasing, {"p": 2}, r"random_erasing: p must be a probability in \[0, 1\], got 2"),
+    (RandomErasing, {"scale": [0.5, 0.1]}, (r"random_erasing: scale \(fractions of the image's "
+                                           r"area\) must be two numbers lo <= hi in \[0, 1\], "
+                                           r"got \[0.5, 0.1\]")),
+    (RandomErasing, {"scale": 0.2}, r"random_erasing: scale .* got 0.2"),
+    (RandomErasing, {"ratio": [0, 2]}, r"random_erasing: ratio \(box height / width\) must be"),
+    (RandomErasing, {"value": "black"}, r"random_erasing: value must be a finite number, got 'black'"),
 ])
 def test_bad_arguments(cls, kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -226,6 +300,9 @@ def test_bad_arguments(cls, kwargs, match):
                                              r"\(n, 1, 8, 8\); its spatial axes are 2 or -2, 3 or "
                                              r"-1")),
     ("random_flip", {"axis": -3}, (1, 8, 8), r"axis -3 is not a spatial axis"),
+    ("random_erasing", {}, (3, 7), (r"random_erasing: expects images \(n, channels, height, "
+                                    r"width\), got sample shape \(3, 7\), that is input "
+                                    r"\(n, 3, 7\)")),
 ])
 def test_bad_shapes_at_build(name, kwargs, shape, match):
     layer = build("layers", name, **kwargs)
@@ -274,10 +351,12 @@ def test_listed(nnx_run):
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
     assert "mirrored along a spatial axis with probability p" in lines["random_flip"]
     assert "translated by whole pixels" in lines["random_shift"]
+    assert "random rectangle set to ``value``" in lines["random_erasing"]
 
 
 def test_digits_cnn_trains_with_augmentation_prepended(nnx_run):
-    layers = digits_cnn_with("random_flip", "{name: random_shift, max_shift: 1}")
+    layers = digits_cnn_with("random_flip", "{name: random_shift, max_shift: 1}",
+                             "{name: random_erasing, scale: [0.05, 0.2]}")
     done = nnx_run(["experiment=digits_cnn", "debug=default", "tracking=none", layers])
     assert done.returncode == 0, done.stderr
     assert "6 steps" in done.stdout + done.stderr  # debug: 2 epochs of 3 batches

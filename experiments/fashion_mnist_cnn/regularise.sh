@@ -10,8 +10,8 @@
 # 2 cores. Run from anywhere: bash experiments/fashion_mnist_cnn/regularise.sh
 STUDY_DB=regularise.db STUDY_OUTPUTS=outputs/regularise
 source "$(dirname "$0")/../study.sh"
-dropout=(model.layers.1.max_shift=0 model.layers.6.rate=0.25 model.layers.11.rate=0.25
-         model.layers.15.rate=0.5)
+dropout=(model.layers.1.max_shift=0 model.layers.7.rate=0.25 model.layers.12.rate=0.25
+         model.layers.16.rate=0.5)
 nnx_run experiment=fashion_mnist_cnn_select "${dropout[@]}" \
   hydra.run.dir="$STUDY_DIR/outputs/regularise/dropout" &
 a=$!

@@ -1,5 +1,5 @@
 """The CNN study's validation tables, from select.sh's or regularise.sh's store: for each run,
-its augmentation, dropout, optimizer and epochs, the best validation accuracy and the epoch it
+its augmentation, dropout, label smoothing, optimizer and epochs, the best validation accuracy and the epoch it
 came at (the weights each run kept), and its training minutes. Writes ``<name>.md`` into
 ``--out``. Test metrics are not read.
 
@@ -30,7 +30,10 @@ def describe(client, run) -> dict:
              if isinstance(layer, dict) and layer.get("name") == "dropout"]
     blocks = sorted({rate for conv, rate in rates if conv}) or [0]
     head = sorted({rate for conv, rate in rates if not conv}) or [0]
+    erasing = [layer.get("p") for layer in layers
+               if isinstance(layer, dict) and layer.get("name") == "random_erasing"]
     params = run.data.params
+    smoothing = float(params.get("loss.label_smoothing", 0) or 0)
     optimizer = params.get("optimizer.name", "?")
     if float(params.get("optimizer.weight_decay", 0) or 0):
         optimizer += f" (weight decay {float(params['optimizer.weight_decay']):g})"
@@ -38,7 +41,8 @@ def describe(client, run) -> dict:
     best = max(val, key=lambda m: (m.value, -m.step))  # the first epoch of the best value
     seconds = sum(m.value for m in history(client, run.info.run_id, "time/epoch_seconds"))
     return {"shift": shifts[0] if shifts else 0, "blocks": "/".join(f"{r:g}" for r in blocks),
-            "head": "/".join(f"{r:g}" for r in head), "optimizer": optimizer, "epochs": len(val), "best": best.value,
+            "head": "/".join(f"{r:g}" for r in head), "optimizer": optimizer, "erasing": float(erasing[0]) if erasing else 0.0,
+            "smoothing": smoothing, "epochs": len(val), "best": best.value,
             "best_epoch": best.step, "last": val[-1].value, "minutes": seconds / 60}
 
 
@@ -56,11 +60,12 @@ def main() -> None:
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
         rows += [describe(client, run) for run in runs]
     rows.sort(key=lambda r: -r["best"])
-    header = ("| random shift (pixels) | dropout after each block | dropout before the last "
-              "layer | optimizer | epochs | best validation accuracy | at epoch | last epoch's "
-              "| training minutes |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['shift']} | {r['blocks']} | {r['head']} | {r['optimizer']} | {r['epochs']} "
+    header = ("| random shift (pixels) | random erasing (p) | dropout after each block | dropout "
+              "before the last layer | label smoothing | optimizer | epochs | best validation "
+              "accuracy | at epoch | last epoch's | training minutes |")
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['shift']} | {r['erasing']:g} | {r['blocks']} | {r['head']} | "
+              f"{r['smoothing']:g} | {r['optimizer']} | {r['epochs']} "
               f"| {r['best']:.4f} | {r['best_epoch']} | {r['last']:.4f} | {r['minutes']:.1f} |"
               for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
