@@ -139,8 +139,8 @@ def erased_by_loop(x, seed, p, scale, ratio, value):
     erased = rng.random(n) < p
     area = rng.uniform(*scale, n) * h * w
     aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1]), n))
-    box_h = [min(h, int(round(float(np.sqrt(a * r))))) for a, r in zip(area, aspect)]
-    box_w = [min(w, int(round(float(np.sqrt(a / r))))) for a, r in zip(area, aspect)]
+    box_h = [min(h, round(float(np.sqrt(a * r)))) for a, r in zip(area, aspect)]
+    box_w = [min(w, round(float(np.sqrt(a / r)))) for a, r in zip(area, aspect)]
     top = rng.integers(0, np.array([h - b + 1 for b in box_h]))
     left = rng.integers(0, np.array([w - b + 1 for b in box_w]))
     out = x.copy()
