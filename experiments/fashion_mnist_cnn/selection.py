@@ -32,6 +32,7 @@ def describe(client, run) -> dict:
     head = sorted({rate for conv, rate in rates if not conv}) or [0]
     erasing = [layer.get("p") for layer in layers
                if isinstance(layer, dict) and layer.get("name") == "random_erasing"]
+    convolutions = names.count("conv2d")
     params = run.data.params
     smoothing = float(params.get("loss.label_smoothing", 0) or 0)
     optimizer = params.get("optimizer.name", "?")
@@ -42,7 +43,7 @@ def describe(client, run) -> dict:
     seconds = sum(m.value for m in history(client, run.info.run_id, "time/epoch_seconds"))
     return {"shift": shifts[0] if shifts else 0, "blocks": "/".join(f"{r:g}" for r in blocks),
             "head": "/".join(f"{r:g}" for r in head), "optimizer": optimizer, "erasing": float(erasing[0]) if erasing else 0.0,
-            "smoothing": smoothing, "epochs": len(val), "best": best.value,
+            "smoothing": smoothing, "convolutions": convolutions, "epochs": len(val), "best": best.value,
             "best_epoch": best.step, "last": val[-1].value, "minutes": seconds / 60}
 
 
@@ -60,11 +61,11 @@ def main() -> None:
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
         rows += [describe(client, run) for run in runs]
     rows.sort(key=lambda r: -r["best"])
-    header = ("| random shift (pixels) | random erasing (p) | dropout after each block | dropout "
+    header = ("| convolutions | random shift (pixels) | random erasing (p) | dropout after each block | dropout "
               "before the last layer | label smoothing | optimizer | epochs | best validation "
               "accuracy | at epoch | last epoch's | training minutes |")
-    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['shift']} | {r['erasing']:g} | {r['blocks']} | {r['head']} | "
+    lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['convolutions']} | {r['shift']} | {r['erasing']:g} | {r['blocks']} | {r['head']} | "
               f"{r['smoothing']:g} | {r['optimizer']} | {r['epochs']} "
               f"| {r['best']:.4f} | {r['best_epoch']} | {r['last']:.4f} | {r['minutes']:.1f} |"
               for r in rows]
