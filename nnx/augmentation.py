@@ -13,9 +13,10 @@ As layers (Keras' ``RandomFlip``/``RandomTranslation``), placed first in ``model
     eval:      y = x itself (no copy): predict and evaluate see the images as they are
 
 All three transforms are linear (erasing to a value other than 0: affine, the same Jacobian),
-so backward applies the transposed transform with the same draws: a flip is its own transpose; a shift's transpose is the shift back (the adjoint), with
-zeros where a pixel had fallen off the edge; erasing multiplies by a 0/1 mask, its own transpose. Arrays are (n, channels, *spatial): (n, c, h, w) images
-or (n, c, length) signals.
+so backward applies the transposed transform with the same draws: a flip is its own transpose;
+a shift's transpose is the shift back (the adjoint), with zeros where a pixel had fallen off
+the edge; erasing multiplies by a 0/1 mask, its own transpose. Arrays are (n, channels,
+*spatial): (n, c, h, w) images or (n, c, length) signals.
 """
 
 from __future__ import annotations
@@ -32,6 +33,13 @@ from nnx.module import Module, as_shape, batch_shape
 
 def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _probability(name: str, p) -> float:
+    """p as a float in [0, 1], or a ValueError naming the layer."""
+    if not (isinstance(p, numbers.Real) and not isinstance(p, bool) and 0.0 <= p <= 1.0):
+        raise ValueError(f"{name}: p must be a probability in [0, 1], got {p!r}")
+    return float(p)
 
 
 class _Augmentation(Module):
@@ -74,10 +82,7 @@ class RandomFlip(_Augmentation):
         if not _is_int(axis) or axis in (0, 1):
             raise ValueError(f"{self.name}: axis must be a spatial axis of (n, channels, "
                              f"*spatial) (2 or more, or negative: -1 is the last), got {axis!r}")
-        ok = isinstance(p, numbers.Real) and not isinstance(p, bool)
-        if not (ok and 0.0 <= p <= 1.0):
-            raise ValueError(f"{self.name}: p must be a probability in [0, 1], got {p!r}")
-        self.axis, self.p = int(axis), float(p)
+        self.axis, self.p = int(axis), _probability(self.name, p)
         self._config = {"axis": self.axis, "p": self.p}
         self._flipped = None
 
@@ -201,10 +206,7 @@ class RandomErasing(_Augmentation):
     def __init__(self, p: float = 0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3),
                  value: float = 0.0) -> None:
         super().__init__()
-        ok = isinstance(p, numbers.Real) and not isinstance(p, bool)
-        if not (ok and 0.0 <= p <= 1.0):
-            raise ValueError(f"{self.name}: p must be a probability in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = _probability(self.name, p)
         self.scale = _pair(self.name, "scale (fractions of the image's area)", scale, 0.0, 1.0)
         self.ratio = _pair(self.name, "ratio (box height / width)", ratio, 1e-3, 1e3)
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)

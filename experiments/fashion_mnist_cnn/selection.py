@@ -1,7 +1,8 @@
-"""The CNN study's validation tables, from select.sh's or regularise.sh's store: for each run,
-its augmentation, dropout, label smoothing, optimizer and epochs, the best validation accuracy and the epoch it
-came at (the weights each run kept), and its training minutes. Writes ``<name>.md`` into
-``--out``. Test metrics are not read.
+"""The CNN study's validation tables, from the store of one of its rounds (select.sh,
+regularise.sh, erasing.sh, deeper.sh): for each run, its convolutions, augmentation, dropout,
+label smoothing, optimizer and epochs, the best validation accuracy and the epoch it came at
+(the weights each run kept), and its training minutes. Writes ``<name>.md`` into ``--out``.
+Test metrics are not read.
 
     python experiments/fashion_mnist_cnn/selection.py --uri sqlite:///<select.db> --out results
 """
@@ -21,17 +22,20 @@ def history(client, run_id: str, key: str) -> list:
 
 def describe(client, run) -> dict:
     layers = json.loads(run.data.params.get("model.layers", "[]"))
-    shifts = [layer.get("max_shift") for layer in layers
-              if isinstance(layer, dict) and layer.get("name") == "random_shift"]
-    # dropout rates before flatten (after the convolution blocks) and after it (the head)
     names = [layer if isinstance(layer, str) else layer.get("name") for layer in layers]
+
+    def settings(name: str, key: str) -> list:
+        """(position, layer[key]) of every ``name`` layer written with its arguments."""
+        return [(i, layer[key]) for i, layer in enumerate(layers)
+                if names[i] == name and isinstance(layer, dict) and key in layer]
+
+    shifts = [v for _, v in settings("random_shift", "max_shift")]
+    erasing = [v for _, v in settings("random_erasing", "p")]
+    # dropout rates before flatten (after the convolution blocks) and after it (the head)
     flat = names.index("flatten") if "flatten" in names else len(names)
-    rates = [(i < flat, layer["rate"]) for i, layer in enumerate(layers)
-             if isinstance(layer, dict) and layer.get("name") == "dropout"]
-    blocks = sorted({rate for conv, rate in rates if conv}) or [0]
-    head = sorted({rate for conv, rate in rates if not conv}) or [0]
-    erasing = [layer.get("p") for layer in layers
-               if isinstance(layer, dict) and layer.get("name") == "random_erasing"]
+    rates = settings("dropout", "rate")
+    blocks = sorted({rate for i, rate in rates if i < flat}) or [0]
+    head = sorted({rate for i, rate in rates if i > flat}) or [0]
     convolutions = names.count("conv2d")
     params = run.data.params
     smoothing = float(params.get("loss.label_smoothing", 0) or 0)
@@ -41,10 +45,11 @@ def describe(client, run) -> dict:
     val = history(client, run.info.run_id, "val/accuracy")
     best = max(val, key=lambda m: (m.value, -m.step))  # the first epoch of the best value
     seconds = sum(m.value for m in history(client, run.info.run_id, "time/epoch_seconds"))
-    return {"shift": shifts[0] if shifts else 0, "blocks": "/".join(f"{r:g}" for r in blocks),
-            "head": "/".join(f"{r:g}" for r in head), "optimizer": optimizer, "erasing": float(erasing[0]) if erasing else 0.0,
-            "smoothing": smoothing, "convolutions": convolutions, "epochs": len(val), "best": best.value,
-            "best_epoch": best.step, "last": val[-1].value, "minutes": seconds / 60}
+    return {"shift": shifts[0] if shifts else 0, "erasing": float(erasing[0]) if erasing else 0.0,
+            "blocks": "/".join(f"{r:g}" for r in blocks), "head": "/".join(f"{r:g}" for r in head),
+            "optimizer": optimizer, "smoothing": smoothing, "convolutions": convolutions,
+            "epochs": len(val), "best": best.value, "best_epoch": best.step,
+            "last": val[-1].value, "minutes": seconds / 60}
 
 
 def main() -> None:
@@ -61,13 +66,13 @@ def main() -> None:
         runs = client.search_runs([experiment.experiment_id], "attributes.status = 'FINISHED'")
         rows += [describe(client, run) for run in runs]
     rows.sort(key=lambda r: -r["best"])
-    header = ("| convolutions | random shift (pixels) | random erasing (p) | dropout after each block | dropout "
-              "before the last layer | label smoothing | optimizer | epochs | best validation "
-              "accuracy | at epoch | last epoch's | training minutes |")
+    header = ("| convolutions | random shift (pixels) | random erasing (p) | dropout after each "
+              "block | dropout before the last layer | label smoothing | optimizer | epochs | best "
+              "validation accuracy | at epoch | last epoch's | training minutes |")
     lines = [header, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['convolutions']} | {r['shift']} | {r['erasing']:g} | {r['blocks']} | {r['head']} | "
-              f"{r['smoothing']:g} | {r['optimizer']} | {r['epochs']} "
-              f"| {r['best']:.4f} | {r['best_epoch']} | {r['last']:.4f} | {r['minutes']:.1f} |"
+    lines += [f"| {r['convolutions']} | {r['shift']} | {r['erasing']:g} | {r['blocks']} | "
+              f"{r['head']} | {r['smoothing']:g} | {r['optimizer']} | {r['epochs']} | "
+              f"{r['best']:.4f} | {r['best_epoch']} | {r['last']:.4f} | {r['minutes']:.1f} |"
               for r in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
